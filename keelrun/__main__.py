@@ -1,0 +1,3 @@
+from keelrun.cli import main
+
+main()

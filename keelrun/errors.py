@@ -1,0 +1,42 @@
+"""Errors that reach the user as one line and a definite exit status."""
+
+from __future__ import annotations
+
+
+class KeelrunError(Exception):
+    """Base of every error keelrun reports without a traceback."""
+
+    exit_status = 1
+
+
+class InputError(KeelrunError):
+    """Bad input: a Procfile, .env, config key, request or argument.
+
+    ``where`` names the place (``Procfile:7``, ``pyproject.toml: tool.keelrun.port``,
+    ``--formation``); the message says what is wrong there.
+    """
+
+    exit_status = 2
+
+    def __init__(self, where: str, message: str) -> None:
+        super().__init__(f"{where}: {message}" if where else message)
+        self.where = where
+        self.message = message
+
+
+class InputErrors(InputError):
+    """Several input errors found in one pass (``keelrun check`` reports all)."""
+
+    def __init__(self, errors: list[InputError]) -> None:
+        self.errors = errors
+        first = errors[0]
+        super().__init__(first.where, first.message)
+
+    def lines(self) -> list[str]:
+        return [str(e) for e in self.errors]
+
+
+class RuntimeFailure(KeelrunError):
+    """Something outside the input went wrong (nothing running, socket refused)."""
+
+    exit_status = 1

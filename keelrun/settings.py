@@ -1,0 +1,101 @@
+"""The one typed, immutable settings object the rest of keelrun reads.
+
+It is produced by ``keelrun.config.load_settings`` from the Procfile, the
+.env files, the config file, ``KEELRUN_*`` variables and flags; nothing else
+in keelrun reads those sources.
+"""
+
+from __future__ import annotations
+
+import signal
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+RestartPolicy = Literal["on-failure", "always", "never"]
+LogFormat = Literal["text", "json"]
+
+DEFAULT_PORT = 5000
+DEFAULT_TIMEOUT = 5.0
+DEFAULT_MAX_RESTARTS = 5
+DEFAULT_READY_TIMEOUT = 60.0
+RELEASE_TYPE = "release"
+
+
+@dataclass(frozen=True, slots=True)
+class ReadyCheck:
+    """``ready = "port"`` or ``ready = "log:REGEX"``."""
+
+    kind: Literal["port", "log"]
+    pattern: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ProcessTypeSettings:
+    """One process type of the Procfile with its resolved per-type settings."""
+
+    name: str
+    command: str
+    index: int  # position k in the Procfile, every type counted (release too)
+    count: int  # desired instances in the formation (0 allowed)
+    base_port: int  # port of instance 1: settings.port + 100 * index
+    restart: RestartPolicy
+    max_restarts: int
+    grace: float  # seconds between the stop signal and SIGKILL
+    stop_signal: signal.Signals
+    depends_on: tuple[str, ...] = ()
+    ready: ReadyCheck | None = None
+    ready_timeout: float = DEFAULT_READY_TIMEOUT
+
+    def port_of(self, number: int) -> int:
+        """Port of instance ``type.number`` (number from 1)."""
+        return self.base_port + number - 1
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    app_root: Path
+    procfile: Path
+    # Every type of the formation in Procfile order; `release` is not among them.
+    types: tuple[ProcessTypeSettings, ...]
+    # The release phase's command, or None when the Procfile has no `release:`.
+    release: ProcessTypeSettings | None
+    # The environment every child starts from: real environment and .env files
+    # merged by the precedence rule (without PORT/PS/DYNO, which are per instance).
+    env: dict[str, str] = field(repr=False)
+    env_files: tuple[Path, ...] = ()
+    env_override: bool = False
+    port: int = 5000
+    timeout: float = DEFAULT_TIMEOUT
+    log_format: LogFormat = "text"
+    color: bool | None = None  # None: colour when stdout is a terminal and NO_COLOR unset
+    timestamp: bool = True
+    prefix: bool = True
+    socket: Path = Path(".keelrun.sock")
+
+    def type_named(self, name: str) -> ProcessTypeSettings | None:
+        for t in self.types:
+            if t.name == name:
+                return t
+        return None
+
+
+@dataclass(frozen=True, slots=True)
+class InstanceSpec:
+    """What it takes to run one instance ``type.N``."""
+
+    name: str  # "web.1"
+    type: str  # "web"
+    number: int  # N, from 1
+    port: int
+    command: str
+
+
+def instance_env(settings: Settings, spec: InstanceSpec) -> dict[str, str]:
+    """The full environment of one instance (SPEC 1.2)."""
+    env = dict(settings.env)
+    env["PORT"] = str(spec.port)
+    env["PS"] = spec.name
+    env["DYNO"] = spec.name
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    return env
