@@ -1,0 +1,1 @@
+"""The supervisor: one thread, one selector loop, one reaper (see README "Design")."""

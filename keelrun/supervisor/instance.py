@@ -1,0 +1,103 @@
+"""One instance `type.N` of the formation and the pipes of its current process."""
+
+from __future__ import annotations
+
+import contextlib
+import enum
+import os
+import time
+
+from keelrun.settings import ProcessTypeSettings
+from keelrun.supervisor.lifecycle import RestartTracker, State
+from keelrun.supervisor.loop import Timer
+from keelrun.supervisor.output import LineFramer
+from keelrun.supervisor.ring import LogRing
+
+
+class Intent(enum.Enum):
+    """What to do once the running process has ended."""
+
+    NONE = "none"  # it ended by itself: the restart policy decides
+    STOP = "stop"  # stay stopped
+    RESTART = "restart"  # start again at once
+    REMOVE = "remove"  # scaled away
+    READY_TIMEOUT = "ready-timeout"  # a failed start
+
+
+class Stream:
+    """One pipe (stdout or stderr) of one process."""
+
+    __slots__ = ("closed", "fd", "framer", "instance", "name", "paused")
+
+    def __init__(self, fd: int, instance: Instance, name: str) -> None:
+        self.fd = fd
+        self.instance = instance
+        self.name = name
+        self.framer = LineFramer()
+        self.closed = False
+        self.paused = False
+
+
+class Instance:
+    def __init__(self, ptype: ProcessTypeSettings, number: int) -> None:
+        self.ptype = ptype
+        self.number = number
+        self.name = f"{ptype.name}.{number}"
+        self.state = State.STOPPED
+        self.pid: int | None = None
+        self.last_pid: int | None = None
+        self.started_mono = 0.0
+        self.started_wall = 0.0
+        self.restarts = 0
+        self.exit_status: int | None = None
+        self.ended_seq = 0  # order in which instances last ended
+        self.tracker = RestartTracker(ptype.max_restarts)
+        self.intent = Intent.NONE
+        self.timer: Timer | None = None  # back-off, grace or ready-timeout deadline
+        self.probe: Timer | None = None  # next port probe
+        self.streams: list[Stream] = []
+        self.ring = LogRing()
+        self.log_ready = None  # compiled regex while waiting for a ready line
+
+    @property
+    def port(self) -> int:
+        return self.ptype.port_of(self.number)
+
+    @property
+    def command(self) -> str:
+        return self.ptype.command
+
+    def uptime(self) -> float:
+        return time.monotonic() - self.started_mono if self.pid is not None else 0.0
+
+    def cancel_timers(self) -> None:
+        for t in (self.timer, self.probe):
+            if t is not None:
+                t.cancel()
+        self.timer = self.probe = None
+
+    def is_ready_for_dependents(self) -> bool:
+        if self.ptype.ready is None:
+            return self.state in (State.RUNNING, State.READY)
+        return self.state is State.READY
+
+    def describe(self) -> dict[str, object]:
+        """The `keelrun ps --json` record, without psutil's figures."""
+        return {
+            "name": self.name,
+            "type": self.ptype.name,
+            "pid": self.pid,
+            "state": self.state.public,
+            "uptime_s": round(self.uptime(), 3) if self.pid is not None else None,
+            "restarts": self.restarts,
+            "exit_status": self.exit_status,
+            "port": self.port,
+            "command": self.command,
+        }
+
+
+def close_stream(stream: Stream) -> None:
+    if not stream.closed:
+        stream.closed = True
+        with contextlib.suppress(OSError):
+            os.close(stream.fd)

@@ -1,0 +1,99 @@
+"""Pure lifecycle rules: states, the restart predicate, back-off, exit statuses.
+
+No I/O here, so every rule is unit-tested with plain values and a fake clock.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+from dataclasses import dataclass
+
+from keelrun.settings import RestartPolicy
+
+BACKOFF_INITIAL = 1.0
+BACKOFF_MAX = 30.0
+# An instance that stayed up this long counts as started well: its failure
+# counter and back-off start over.
+STABLE_UPTIME = 10.0
+
+
+class State(enum.Enum):
+    STARTING = "starting"  # spawned, waiting for its readiness check
+    RUNNING = "running"
+    READY = "ready"
+    STOPPING = "stopping"
+    BACKOFF = "backoff"  # waiting to be restarted
+    STOPPED = "stopped"  # stopped on request; stays down until started again
+    EXITED = "exited"  # ended by itself and not restarted
+    FAILED = "failed"  # gave up after too many failed starts
+    HELD = "starting-held"  # waiting for its dependencies (shown as "starting")
+
+    @property
+    def public(self) -> str:
+        return "starting" if self is State.HELD else self.value
+
+    @property
+    def alive(self) -> bool:
+        """A process of this instance exists (or may still exist)."""
+        return self in (State.STARTING, State.RUNNING, State.READY, State.STOPPING)
+
+
+def exit_code(wait_status: int) -> int:
+    """A shell-style exit code: the status, or 128+N for death by signal N."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+def describe_exit(wait_status: int) -> str:
+    code = os.waitstatus_to_exitcode(wait_status)
+    if code < 0:
+        import signal
+
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = f"signal {-code}"
+        return f"killed by {name}"
+    return f"exited with status {code}"
+
+
+def is_failure(wait_status: int) -> bool:
+    return os.waitstatus_to_exitcode(wait_status) != 0
+
+
+def should_restart(policy: RestartPolicy, wait_status: int) -> bool:
+    """The one predicate that decides whether an instance that ended comes back."""
+    if policy == "always":
+        return True
+    if policy == "never":
+        return False
+    return is_failure(wait_status)
+
+
+@dataclass(slots=True)
+class RestartTracker:
+    """Counts failed starts in a row and computes the back-off before the next try."""
+
+    max_restarts: int
+    initial: float = BACKOFF_INITIAL
+    maximum: float = BACKOFF_MAX
+    stable_after: float = STABLE_UPTIME
+    failures: int = 0  # failed starts in a row
+    restarts: int = 0  # restarts in a row (clean or not), drives the back-off
+
+    def on_exit(self, uptime: float, failed: bool) -> None:
+        if uptime >= self.stable_after:
+            self.failures = 0
+            self.restarts = 0
+        if failed:
+            self.failures += 1
+
+    def gave_up(self) -> bool:
+        """True once the failed starts exceed the restarts allowed after the first start."""
+        return self.failures > self.max_restarts
+
+    def next_delay(self) -> float:
+        delay = min(self.maximum, self.initial * (2.0**self.restarts))
+        self.restarts += 1
+        return delay

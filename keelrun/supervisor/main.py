@@ -1,0 +1,152 @@
+"""`keelrun start` and `keelrun release`: main() as a checklist of steps."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import sys
+import time
+
+from keelrun.config import Overrides
+from keelrun.settings import Settings
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
+FORWARDED = (signal.SIGUSR1, signal.SIGUSR2)
+OUTPUT_DRAIN = 2.0  # seconds to hand the last lines to a slow consumer at exit
+
+
+def _counts(settings: Settings, only_types: tuple[str, ...]) -> dict[str, int]:
+    from keelrun.formation import expand
+
+    counts: dict[str, int] = {}
+    for spec in expand(settings, only_types):
+        counts[spec.type] = counts.get(spec.type, 0) + 1
+    for t in only_types or [t.name for t in settings.types]:
+        counts.setdefault(t, 0)
+    return counts
+
+
+def _use_color(settings: Settings) -> bool:
+    if settings.color is not None:
+        return settings.color
+    if os.environ.get("NO_COLOR"):
+        return False
+    return os.isatty(1)
+
+
+def start_command(overrides: Overrides, run_release: bool = False) -> int:
+    from keelrun.config import load_settings
+
+    settings = load_settings(overrides)
+    counts = _counts(settings, overrides.only_types)
+    if run_release and settings.release is None:
+        from keelrun.errors import InputError
+
+        raise InputError(str(settings.procfile), "--release given but there is no release type")
+    return _supervise(settings, counts, run_release=run_release)
+
+
+def release_command(overrides: Overrides) -> int:
+    from keelrun.config import load_settings
+    from keelrun.errors import InputError
+
+    settings = load_settings(overrides)
+    if settings.release is None:
+        raise InputError(str(settings.procfile), "no release type")
+    return _supervise(settings, None, run_release=True)
+
+
+def _supervise(settings: Settings, counts: dict[str, int] | None, run_release: bool) -> int:
+    """Run the formation (counts None: the release phase alone) and return the exit status."""
+    from keelrun.supervisor import spawn
+    from keelrun.supervisor.events import Events
+    from keelrun.supervisor.guardian import MARKER_VAR, Guardian
+    from keelrun.supervisor.loop import Loop
+    from keelrun.supervisor.output import Formatter, Output
+    from keelrun.supervisor.supervisor import Supervisor
+
+    # 1. Nothing we start may outlive us: subreaper for orphans, guardian for SIGKILL.
+    spawn.become_subreaper()
+    marker = f"{os.getpid()}-{secrets.token_hex(8)}"
+    guardian = Guardian(marker)
+    guardian.start()
+    _reset_inherited_signals()
+    os.chdir(settings.app_root)
+
+    # 2. The loop, the output and the events.
+    loop = Loop()
+    formatter = Formatter(
+        json_mode=settings.log_format == "json",
+        color=_use_color(settings) and settings.log_format != "json",
+        timestamp=settings.timestamp,
+        prefix=settings.prefix,
+    )
+    sup: Supervisor | None = None
+
+    def on_broken() -> None:
+        if sup is not None:
+            sup.request_stop(1, reason="stdout closed")
+
+    def register_writable(fd: int, on: bool) -> None:
+        import selectors
+
+        loop.set_events(fd, selectors.EVENT_WRITE if on else 0, output.on_writable)
+
+    output = Output(
+        on_pressure=lambda paused: sup.on_pressure(paused) if sup else None,
+        on_broken=on_broken,
+        register_writable=register_writable,
+    )
+    loop.after_iteration(output.flush)
+    events = Events(formatter, output.write)
+    sup = Supervisor(
+        settings,
+        loop,
+        events,
+        formatter,
+        output,
+        extra_env={MARKER_VAR: marker},
+        ignore_pids={guardian.pid},
+    )
+
+    # 3. Signals become loop events; one dispatch path for each.
+    def on_stop_signal(signum: int) -> None:
+        assert sup is not None
+        if sup.shutting_down and signum in (signal.SIGINT, signal.SIGTERM):
+            sup.events.emit("forced", "second interrupt: killing every process now")
+            sup.force_stop()
+        else:
+            sup.request_stop(0, reason=signal.Signals(signum).name)
+
+    handlers = {sig: on_stop_signal for sig in STOP_SIGNALS}
+    handlers[signal.SIGCHLD] = sup.on_sigchld
+    for sig in FORWARDED:
+        handlers[sig] = lambda signum: sup.forward_signal(signum)
+    handlers[signal.SIGHUP] = lambda signum: sup.events.emit(
+        "reload_unavailable", "SIGHUP: reload is not available yet"
+    )
+
+    with loop.signals(handlers):
+        # 4. Spawn (the release phase first if asked), then run until stopped.
+        if run_release:
+            if counts is None:
+                sup.start_release(then=lambda: sup.request_stop(0, reason="release done"))
+            else:
+                sup.start_release(then=lambda: sup.start(counts))
+        else:
+            sup.start(counts or {})
+        sup._reap()  # a child may have died before the handler was in place
+        loop.run()
+
+    status = sup.exit_status or 0
+    output.drain(time.monotonic() + OUTPUT_DRAIN)
+    guardian.release()
+    return status
+
+
+def _reset_inherited_signals() -> None:
+    """Unblock every signal we may have inherited blocked; children reset theirs at spawn."""
+    if hasattr(signal, "pthread_sigmask"):
+        signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    sys.stdout.flush()

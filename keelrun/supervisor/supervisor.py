@@ -1,0 +1,622 @@
+"""The supervisor: owns every instance, reaps every child, runs every stop.
+
+Everything here runs on the loop's one thread. Exit statuses enter in exactly
+one place (`_reap`, a `waitpid(-1)` loop); unknown pids (orphans reparented to
+us as subreaper or PID 1) are reaped and ignored.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings, instance_env
+from keelrun.supervisor import procscan, spawn
+from keelrun.supervisor.events import Events
+from keelrun.supervisor.instance import Instance, Intent, Stream, close_stream
+from keelrun.supervisor.lifecycle import (
+    State,
+    describe_exit,
+    exit_code,
+    is_failure,
+    should_restart,
+)
+from keelrun.supervisor.loop import Loop
+from keelrun.supervisor.output import READ_SIZE, Formatter, Output
+
+PROBE_INTERVAL = 0.1  # port readiness probe, only while an instance is starting
+LINGER_CHECK = 0.05  # re-check of groups whose leader is gone, only while any exist
+FINAL_REAP = 1.0  # after SIGKILL, how long to wait for the kernel to deliver the deaths
+
+
+class Supervisor:
+    def __init__(
+        self,
+        settings: Settings,
+        loop: Loop,
+        events: Events,
+        formatter: Formatter,
+        output: Output,
+        *,
+        extra_env: dict[str, str],
+        ignore_pids: set[int],
+    ) -> None:
+        self.settings = settings
+        self.loop = loop
+        self.events = events
+        self.formatter = formatter
+        self.output = output
+        self.extra_env = extra_env
+        self.ignore_pids = ignore_pids  # our own helpers (the guardian)
+        self.instances: dict[str, Instance] = {}
+        self.by_pid: dict[int, Instance] = {}
+        self.lingering: dict[int, float] = {}  # pgid -> SIGKILL deadline
+        self._linger_timer: Any = None
+        self.shutting_down = False
+        self.forced = False
+        self.exit_status: int | None = None
+        self._ended = 0
+        self._paused = False
+        self._stop_deadline = 0.0
+        self._stop_timer: Any = None
+        self.log_listeners: list[Callable[[Instance, str, float, bytes], None]] = []
+        self.active_types: list[str] = []
+        self.release: Instance | None = None
+        self._after_release: Callable[[], None] | None = None
+
+    # ------------------------------------------------------------------ start
+    def start(self, counts: dict[str, int]) -> None:
+        """Create and spawn the formation: counts maps type name -> instances."""
+        for ptype in self.settings.types:
+            if ptype.name in counts:
+                self.active_types.append(ptype.name)
+                for n in range(1, counts[ptype.name] + 1):
+                    self._add(ptype, n)
+        self._names_changed()
+        started = []
+        for inst in list(self.instances.values()):
+            if self._deps_ready(inst.ptype):
+                self._spawn(inst, announce=False)
+                started.append(inst)
+            else:
+                inst.state = State.HELD
+        for inst in started:
+            self._announce_start(inst)
+        for inst in self.instances.values():
+            if inst.state is State.HELD:
+                deps = ", ".join(inst.ptype.depends_on)
+                self.events.emit("process_held", f"{inst.name} waits for {deps}", target=inst.name)
+
+    def start_release(self, then: Callable[[], None]) -> None:
+        """Run the release type once, to completion; call ``then`` only if it succeeded."""
+        ptype = self.settings.release
+        assert ptype is not None
+        inst = Instance(ptype, 1)
+        self.release = inst
+        self._after_release = then
+        self.instances[inst.name] = inst
+        self.formatter.set_type_order([ptype.name])
+        self._names_changed()
+        self._spawn(inst)
+
+    def _release_ended(self, inst: Instance, status: int) -> None:
+        self.release = None
+        self.instances.pop(inst.name, None)
+        code = exit_code(status)
+        if self.shutting_down:
+            return
+        if code != 0:
+            self.events.emit(
+                "release_failed",
+                f"release phase {describe_exit(status)}: not starting the formation",
+                status=code,
+            )
+            self.request_stop(code, reason="release failed")
+            return
+        self.events.emit("release_done", "release phase done", status=0)
+        then, self._after_release = self._after_release, None
+        if then is not None:
+            then()
+
+    def _add(self, ptype: ProcessTypeSettings, number: int) -> Instance:
+        inst = Instance(ptype, number)
+        self.instances[inst.name] = inst
+        return inst
+
+    def _names_changed(self) -> None:
+        self.formatter.set_names(list(self.instances))
+        self.formatter.set_type_order(self.active_types)
+
+    def _env_for(self, inst: Instance) -> dict[str, str]:
+        spec = InstanceSpec(inst.name, inst.ptype.name, inst.number, inst.port, inst.command)
+        env = instance_env(self.settings, spec)
+        env.update(self.extra_env)
+        return env
+
+    def _spawn(self, inst: Instance, announce: bool = True) -> None:
+        fds: list[int] = []
+        try:
+            out_r, out_w = spawn.make_pipe()
+            fds += (out_r, out_w)
+            err_r, err_w = spawn.make_pipe()
+            fds += (err_r, err_w)
+            pid = spawn.spawn_shell(inst.command, self._env_for(inst), out_w, err_w)
+        except OSError as e:
+            spawn.close_quietly(*fds)
+            self.events.emit(
+                "spawn_failed",
+                f"cannot start {inst.name}: {e.strerror or e}",
+                target=inst.name,
+                error=e.strerror or str(e),
+            )
+            inst.pid = None
+            inst.started_mono = time.monotonic()
+            self._ended_by_itself(inst, 1 << 8, uptime=0.0)
+            return
+        spawn.close_quietly(out_w, err_w)
+        inst.pid = inst.last_pid = pid
+        inst.started_mono = time.monotonic()
+        inst.started_wall = time.time()
+        inst.intent = Intent.NONE
+        self.by_pid[pid] = inst
+        for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
+            stream = Stream(fd, inst, name)
+            inst.streams.append(stream)
+            if self._paused:
+                stream.paused = True
+            else:
+                self.loop.add_reader(fd, self._reader(stream))
+        ready = inst.ptype.ready
+        if ready is None:
+            inst.state = State.RUNNING
+        else:
+            inst.state = State.STARTING
+            if ready.kind == "log":
+                inst.log_ready = re.compile(ready.pattern or "")
+            else:
+                inst.probe = self.loop.call_later(PROBE_INTERVAL, lambda: self._probe(inst))
+            inst.timer = self.loop.call_later(
+                inst.ptype.ready_timeout, lambda: self._ready_timeout(inst)
+            )
+        if announce:
+            self._announce_start(inst)
+        if ready is None:
+            self._release_held()
+
+    def _announce_start(self, inst: Instance) -> None:
+        self.events.emit(
+            "process_started",
+            f"started {inst.name} (pid {inst.pid}, port {inst.port}): {inst.command}",
+            target=inst.name,
+            pid=inst.pid,
+            port=inst.port,
+        )
+
+    # ------------------------------------------------------------ readiness
+    def _probe(self, inst: Instance) -> None:
+        inst.probe = None
+        if inst.state is not State.STARTING:
+            return
+        try:
+            with socket.create_connection(("127.0.0.1", inst.port), timeout=0.05):
+                pass
+        except OSError:
+            inst.probe = self.loop.call_later(PROBE_INTERVAL, lambda: self._probe(inst))
+            return
+        self._became_ready(inst, f"port {inst.port} accepts connections")
+
+    def _check_log_ready(self, inst: Instance, block: bytes) -> None:
+        pattern = inst.log_ready
+        assert pattern is not None
+        for line in block[:-1].split(b"\n"):
+            if pattern.search(line.decode("utf-8", "replace")):
+                self._became_ready(inst, "its log matched")
+                return
+
+    def _became_ready(self, inst: Instance, why: str) -> None:
+        inst.log_ready = None
+        if inst.state is not State.STARTING:
+            return
+        inst.cancel_timers()
+        inst.state = State.READY
+        self.events.emit("process_ready", f"{inst.name} is ready: {why}", target=inst.name)
+        self._release_held()
+
+    def _ready_timeout(self, inst: Instance) -> None:
+        inst.timer = None
+        if inst.state is not State.STARTING:
+            return
+        self.events.emit(
+            "ready_timeout",
+            f"{inst.name} not ready after {inst.ptype.ready_timeout:g}s: stopping it",
+            target=inst.name,
+        )
+        self._stop_process(inst, Intent.READY_TIMEOUT)
+
+    def _deps_ready(self, ptype: ProcessTypeSettings) -> bool:
+        for dep in ptype.depends_on:
+            for inst in self.instances.values():
+                if inst.ptype.name == dep and not inst.is_ready_for_dependents():
+                    return False
+        return True
+
+    def _release_held(self) -> None:
+        if self.shutting_down:
+            return
+        for inst in list(self.instances.values()):
+            if inst.state is State.HELD and self._deps_ready(inst.ptype):
+                self._spawn(inst)
+
+    # ------------------------------------------------------------------ logs
+    def _reader(self, stream: Stream) -> Callable[[int], None]:
+        def on_readable(mask: int) -> None:
+            self._read(stream)
+
+        return on_readable
+
+    def _read(self, stream: Stream) -> bool:
+        """Read once; False at EOF (the stream is then closed)."""
+        if stream.closed:
+            return False
+        try:
+            data = os.read(stream.fd, READ_SIZE)
+        except BlockingIOError:
+            return True
+        except OSError:
+            data = b""
+        if data:
+            block = stream.framer.feed(data)
+            if block:
+                self._emit(stream, block)
+            return True
+        tail = stream.framer.finish()
+        if tail:
+            self._emit(stream, tail)
+        self.loop.remove(stream.fd)
+        close_stream(stream)
+        inst = stream.instance
+        if stream in inst.streams:
+            inst.streams.remove(stream)
+        return False
+
+    def _emit(self, stream: Stream, block: bytes) -> None:
+        inst = stream.instance
+        self.output.write(self.formatter.block(inst.name, stream.name, block))
+        now = time.time()
+        inst.ring.append(now, stream.name, block)
+        if self.log_listeners:
+            for listener in self.log_listeners:
+                listener(inst, stream.name, now, block)
+        if inst.log_ready is not None:
+            self._check_log_ready(inst, block)
+
+    def _drain(self, inst: Instance) -> None:
+        """Read what a process left in its pipes before reporting its exit."""
+        for stream in list(inst.streams):
+            for _ in range(64):  # bounded: a grandchild may keep writing
+                if stream.closed:
+                    break
+                try:
+                    data = os.read(stream.fd, READ_SIZE)
+                except (BlockingIOError, OSError):
+                    break
+                if not data:
+                    self._read_eof(stream)
+                    break
+                block = stream.framer.feed(data)
+                if block:
+                    self._emit(stream, block)
+
+    def _read_eof(self, stream: Stream) -> None:
+        tail = stream.framer.finish()
+        if tail:
+            self._emit(stream, tail)
+        self.loop.remove(stream.fd)
+        close_stream(stream)
+        if stream in stream.instance.streams:
+            stream.instance.streams.remove(stream)
+
+    def on_pressure(self, paused: bool) -> None:
+        """Back-pressure from the output: stop or resume reading every child."""
+        self._paused = paused
+        for inst in self.instances.values():
+            for stream in inst.streams:
+                if stream.closed:
+                    continue
+                if paused and not stream.paused:
+                    self.loop.remove(stream.fd)
+                    stream.paused = True
+                elif not paused and stream.paused:
+                    stream.paused = False
+                    self.loop.add_reader(stream.fd, self._reader(stream))
+
+    # --------------------------------------------------------------- reaping
+    def on_sigchld(self, signum: int) -> None:
+        self._reap()
+
+    def _reap(self) -> None:
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                break
+            inst = self.by_pid.pop(pid, None)
+            if inst is not None:
+                self._process_ended(inst, status)
+        if self.lingering:
+            self._check_lingering()
+        if self.shutting_down:
+            self._check_done()
+
+    def _process_ended(self, inst: Instance, status: int) -> None:
+        uptime = inst.uptime()
+        pgid = inst.pid
+        self._drain(inst)
+        inst.pid = None
+        inst.probe = _cancel(inst.probe)
+        inst.timer = _cancel(inst.timer)
+        inst.log_ready = None
+        inst.exit_status = exit_code(status)
+        self._ended += 1
+        inst.ended_seq = self._ended
+        assert pgid is not None
+        if spawn.group_alive(pgid):
+            self._linger(inst, pgid)
+        intent, inst.intent = inst.intent, Intent.NONE
+        if inst is self.release:
+            self._event_exit(inst, status, "process_exited")
+            self._release_ended(inst, status)
+            return
+        if self.shutting_down:
+            inst.state = State.STOPPED
+            self._event_exit(inst, status, "process_exited")
+            return
+        if intent is Intent.STOP:
+            inst.state = State.STOPPED
+            self._event_exit(inst, status, "process_stopped")
+        elif intent is Intent.REMOVE:
+            self._event_exit(inst, status, "process_stopped")
+            self._remove(inst)
+        elif intent is Intent.RESTART:
+            self._event_exit(inst, status, "process_stopped")
+            inst.restarts += 1
+            inst.tracker.failures = 0
+            inst.tracker.restarts = 0
+            self._spawn(inst)
+        elif intent is Intent.READY_TIMEOUT:
+            self._event_exit(inst, status, "process_exited")
+            self._ended_by_itself(inst, status, uptime, failed=True)
+        else:
+            self._event_exit(inst, status, "process_exited")
+            self._ended_by_itself(inst, status, uptime)
+
+    def _event_exit(self, inst: Instance, status: int, event: str) -> None:
+        self.events.emit(
+            event,
+            f"{inst.name} (pid {inst.last_pid}) {describe_exit(status)}",
+            target=inst.name,
+            pid=inst.last_pid,
+            status=exit_code(status),
+        )
+
+    def _ended_by_itself(
+        self, inst: Instance, status: int, uptime: float, failed: bool | None = None
+    ) -> None:
+        if failed is None:
+            failed = is_failure(status)
+        inst.exit_status = exit_code(status)
+        tracker = inst.tracker
+        tracker.on_exit(uptime, failed)
+        policy = inst.ptype.restart
+        # A ready timeout is a failed start even when the process exited 0 on SIGTERM.
+        if should_restart(policy, status) or (failed and policy != "never"):
+            if tracker.gave_up():
+                inst.state = State.FAILED
+                self.events.emit(
+                    "process_failed",
+                    f"{inst.name} failed {tracker.failures} starts in a row: giving up",
+                    target=inst.name,
+                    status=inst.exit_status,
+                )
+                self.request_stop(inst.exit_status or 1, reason=f"{inst.name} failed")
+                return
+            delay = tracker.next_delay()
+            inst.state = State.BACKOFF
+            self.events.emit(
+                "process_restarting",
+                f"restarting {inst.name} in {delay:g}s",
+                target=inst.name,
+                delay_s=delay,
+            )
+            inst.timer = self.loop.call_later(delay, lambda: self._restart_after_backoff(inst))
+            return
+        inst.state = State.EXITED
+        self._check_natural_end()
+
+    def _restart_after_backoff(self, inst: Instance) -> None:
+        inst.timer = None
+        if inst.state is State.BACKOFF and not self.shutting_down:
+            inst.restarts += 1
+            self._spawn(inst)
+
+    def _check_natural_end(self) -> None:
+        """When no instance is left to run, keelrun exits with the formation's status."""
+        if not self.instances:
+            return
+        for inst in self.instances.values():
+            if inst.state not in (State.EXITED, State.FAILED):
+                return
+        failed = sorted(
+            (i for i in self.instances.values() if i.exit_status), key=lambda i: i.ended_seq
+        )
+        status = failed[0].exit_status if failed else 0
+        self.events.emit("all_exited", "every process has ended", status=status)
+        self.request_stop(status or 0, reason="every process has ended")
+
+    # --------------------------------------------------------------- stopping
+    def _stop_process(self, inst: Instance, intent: Intent) -> None:
+        """Send the type's stop signal to the instance's group; SIGKILL after its grace."""
+        assert inst.pid is not None
+        inst.intent = intent
+        if inst.state is State.STOPPING:
+            return
+        inst.state = State.STOPPING
+        inst.probe = _cancel(inst.probe)
+        inst.timer = _cancel(inst.timer)
+        spawn.signal_group(inst.pid, inst.ptype.stop_signal)
+        inst.timer = self.loop.call_later(inst.ptype.grace, lambda: self._kill(inst))
+
+    def _kill(self, inst: Instance) -> None:
+        inst.timer = None
+        if inst.pid is not None and inst.state is State.STOPPING:
+            self.events.emit(
+                "process_killed",
+                f"{inst.name} still running after {inst.ptype.grace:g}s: SIGKILL",
+                target=inst.name,
+                pid=inst.pid,
+            )
+            spawn.signal_group(inst.pid, signal.SIGKILL)
+
+    def _linger(self, inst: Instance, pgid: int) -> None:
+        """The leader is gone but its group lives on: stop the rest of the group too."""
+        if pgid in self.lingering:
+            return
+        if not self.shutting_down and inst.intent is not Intent.STOP:
+            spawn.signal_group(pgid, inst.ptype.stop_signal)
+        self.lingering[pgid] = time.monotonic() + inst.ptype.grace
+        if self.forced:
+            spawn.signal_group(pgid, signal.SIGKILL)
+        self._schedule_linger_check()
+
+    def _schedule_linger_check(self) -> None:
+        if self._linger_timer is None and self.lingering:
+            self._linger_timer = self.loop.call_later(LINGER_CHECK, self._linger_tick)
+
+    def _linger_tick(self) -> None:
+        self._linger_timer = None
+        self._check_lingering()
+        if self.shutting_down:
+            self._check_done()
+
+    def _check_lingering(self) -> None:
+        now = time.monotonic()
+        for pgid, deadline in list(self.lingering.items()):
+            if not spawn.group_alive(pgid):
+                del self.lingering[pgid]
+            elif now >= deadline:
+                spawn.signal_group(pgid, signal.SIGKILL)
+        self._schedule_linger_check()
+
+    def request_stop(self, status: int = 0, reason: str = "stop requested") -> None:
+        """Stop everything: the stop signal to every group, SIGKILL after the grace."""
+        if self.shutting_down:
+            return
+        self.shutting_down = True
+        self.exit_status = status
+        self.events.emit("stopping", f"stopping all processes ({reason})", reason=reason)
+        grace = 0.0
+        for inst in self.instances.values():
+            if inst.pid is not None:
+                if inst.state is not State.STOPPING:
+                    inst.state = State.STOPPING
+                    inst.probe = _cancel(inst.probe)
+                    inst.timer = _cancel(inst.timer)
+                    spawn.signal_group(inst.pid, inst.ptype.stop_signal)
+                grace = max(grace, inst.ptype.grace)
+            else:
+                inst.timer = _cancel(inst.timer)
+                if inst.state in (State.BACKOFF, State.HELD):
+                    inst.state = State.STOPPED
+        # Descendants that left their groups (daemons that called setsid).
+        for pid in self._strays():
+            _kill_pid(pid, signal.SIGTERM)
+        grace = max([grace, self.settings.timeout if self.lingering else 0.0])
+        self._stop_deadline = time.monotonic() + grace
+        self._stop_timer = self.loop.call_at(self._stop_deadline, self._grace_over)
+        self._check_done()
+
+    def force_stop(self) -> None:
+        """A second interrupt, or the grace ran out: SIGKILL everything now."""
+        self.forced = True
+        for inst in self.instances.values():
+            if inst.pid is not None:
+                spawn.signal_group(inst.pid, signal.SIGKILL)
+        for pgid in self.lingering:
+            spawn.signal_group(pgid, signal.SIGKILL)
+        for pid in self._strays():
+            _kill_pid(pid, signal.SIGKILL)
+        self._stop_deadline = time.monotonic() + FINAL_REAP
+        self._stop_timer = _cancel(self._stop_timer)
+        self._stop_timer = self.loop.call_at(self._stop_deadline, self.loop.stop)
+        self._check_done()
+
+    def _grace_over(self) -> None:
+        self._stop_timer = None
+        alive = [i.name for i in self.instances.values() if i.pid is not None]
+        if alive:
+            self.events.emit(
+                "killed_after_grace",
+                f"still running after the grace: SIGKILL {', '.join(alive)}",
+                targets=alive,
+            )
+        self.force_stop()
+
+    def _strays(self) -> list[int]:
+        known = set(self.by_pid) | self.ignore_pids
+        return [p for p in procscan.descendants(os.getpid()) if p not in known]
+
+    def _check_done(self) -> None:
+        if any(inst.pid is not None for inst in self.instances.values()):
+            return
+        if self.lingering:
+            self._schedule_linger_check()
+            return
+        strays = self._strays()
+        if strays:
+            if self.forced:
+                for pid in strays:
+                    _kill_pid(pid, signal.SIGKILL)
+            if self._linger_timer is None:
+                self._linger_timer = self.loop.call_later(LINGER_CHECK, self._linger_tick)
+            return
+        self.loop.stop()
+
+    # -------------------------------------------------------------- commands
+    def _remove(self, inst: Instance) -> None:
+        inst.cancel_timers()
+        for stream in inst.streams:
+            self.loop.remove(stream.fd)
+            close_stream(stream)
+        inst.streams.clear()
+        self.instances.pop(inst.name, None)
+        self._names_changed()
+
+    def forward_signal(self, sig: int, targets: list[Instance] | None = None) -> int:
+        """Send sig to the process groups of the targets (default: all). Returns the count."""
+        sent = 0
+        for inst in targets if targets is not None else list(self.instances.values()):
+            if inst.pid is not None and spawn.signal_group(inst.pid, sig):
+                sent += 1
+        return sent
+
+
+def _cancel(timer: Any) -> None:
+    if timer is not None:
+        timer.cancel()
+    return None
+
+
+def _kill_pid(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except OSError as e:
+        if e.errno not in (errno.ESRCH, errno.EPERM):
+            raise
