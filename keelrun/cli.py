@@ -128,7 +128,14 @@ def check(**kw: Any) -> None:
     sys.exit(check_command(_overrides(**kw)))
 
 
-@cli.command(context_settings={**CONTEXT, "ignore_unknown_options": True})
+# Everything from the first argument on is the command's: `keelrun run ls -e` passes -e to ls.
+@cli.command(
+    context_settings={
+        **CONTEXT,
+        "ignore_unknown_options": True,
+        "allow_interspersed_args": False,
+    }
+)
 @_input_options
 @click.option("-p", "--port", metavar="N", help="Base port ($PORT of the command).")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)

@@ -1,0 +1,147 @@
+"""The formation: how many instances of each type, their names and ports (SPEC 2).
+
+Everything here is pure: strings and Settings in, counts and InstanceSpecs out.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+
+from keelrun.errors import InputError, InputErrors
+from keelrun.procfile import NAME
+from keelrun.settings import RELEASE_TYPE, InstanceSpec, Settings
+
+ALL = "all"  # `all=N`: every type the same formation does not name
+
+
+def parse_formation(text: str, where: str) -> dict[str, int]:
+    """``"web=2,worker=0,all=1"`` -> ``{"web": 2, "worker": 0, "all": 1}``.
+
+    Blanks around items are allowed; an empty text is an empty formation.
+    Raises InputErrors listing every bad item.
+    """
+    counts: dict[str, int] = {}
+    errors: list[InputError] = []
+    for item in (part.strip() for part in text.split(",")):
+        if not item and not text.strip():
+            continue
+        name, eq, number = (s.strip() for s in item.partition("="))
+        if not eq or NAME.fullmatch(name) is None:
+            errors.append(InputError(where, f'expected TYPE=COUNT, got "{item}"'))
+        elif not number.isdigit() or not number.isascii():
+            errors.append(
+                InputError(where, f'{name}: expected a count (0 or more), got "{number}"')
+            )
+        elif name in counts:
+            errors.append(InputError(where, f'type "{name}" given twice'))
+        else:
+            counts[name] = int(number)
+    if errors:
+        raise InputErrors(errors)
+    return counts
+
+
+def apply_formation(
+    counts: Mapping[str, int], formation: Mapping[str, int], where: str, types: Iterable[str]
+) -> dict[str, int]:
+    """Counts after ``formation``: named types take its count, ``all`` sets the others.
+
+    Types it does not name keep their count (honcho's reading, not foreman's).
+    Naming a type the Procfile lacks, or ``release``, is an error.
+    """
+    known = list(types)
+    errors: list[InputError] = []
+    for name in formation:
+        if name == ALL:
+            continue
+        if name == RELEASE_TYPE:
+            errors.append(InputError(where, f'"{RELEASE_TYPE}" is not part of the formation'))
+        elif name not in known:
+            errors.append(InputError(where, f'no process type "{name}" in the Procfile'))
+    if errors:
+        raise InputErrors(errors)
+    result = dict(counts)
+    for name in known:
+        if name in formation:
+            result[name] = formation[name]
+        elif ALL in formation:
+            result[name] = formation[ALL]
+    return result
+
+
+def expand(settings: Settings, only_types: Iterable[str] = ()) -> list[InstanceSpec]:
+    """Every instance to run: ``type.N`` for N in 1..count, ports by the scheme.
+
+    ``only_types`` (the TYPE arguments of ``keelrun start``) selects types
+    without changing their counts or ports; an unknown name is an InputError.
+    """
+    selected = list(only_types)
+    check_types(settings, selected)
+    specs: list[InstanceSpec] = []
+    for t in settings.types:
+        if selected and t.name not in selected:
+            continue
+        for number in range(1, t.count + 1):
+            specs.append(
+                InstanceSpec(
+                    name=f"{t.name}.{number}",
+                    type=t.name,
+                    number=number,
+                    port=t.port_of(number),
+                    command=t.command,
+                )
+            )
+    return specs
+
+
+def check_types(settings: Settings, names: Iterable[str], where: str = "TYPE") -> None:
+    """Raise InputErrors for every name that is not a type of the formation."""
+    known = [t.name for t in settings.types]
+    errors: list[InputError] = []
+    for name in names:
+        if name == RELEASE_TYPE and name not in known:
+            errors.append(InputError(where, f'"{name}" is run by `--release` or `keelrun release`'))
+        elif name not in known:
+            errors.append(
+                InputError(
+                    where,
+                    f'no process type "{name}" in the Procfile (types: {", ".join(known)})',
+                )
+            )
+    if errors:
+        raise InputErrors(errors)
+
+
+def parse_scale(changes: Iterable[str], where: str) -> list[tuple[str, str, int]]:
+    """``["web=2", "worker=+1", "clock=-1"]`` -> ``[("web", "=", 2), ("worker", "+", 1), ...]``.
+
+    The op is ``=`` (absolute), ``+`` or ``-`` (relative). Names are checked
+    for shape only: whether a type exists is the running formation's business.
+    """
+    result: list[tuple[str, str, int]] = []
+    errors: list[InputError] = []
+    seen: set[str] = set()
+    for change in changes:
+        name, eq, value = (s.strip() for s in change.partition("="))
+        op = "="
+        if value[:1] in ("+", "-"):
+            op, value = value[0], value[1:].strip()
+        if not eq or NAME.fullmatch(name) is None:
+            errors.append(InputError(where, f'expected TYPE=N, TYPE=+N or TYPE=-N, got "{change}"'))
+        elif not value.isdigit() or not value.isascii():
+            errors.append(InputError(where, f'{name}: expected a count, got "{change}"'))
+        elif name in seen:
+            errors.append(InputError(where, f'type "{name}" given twice'))
+        else:
+            seen.add(name)
+            result.append((name, op, int(value)))
+    if errors:
+        raise InputErrors(errors)
+    return result
+
+
+def port_range(first: int, count: int) -> str:
+    """``5000-5001`` for a type's ports, ``-`` when it has no instance."""
+    if count <= 0:
+        return "-"
+    return str(first) if count == 1 else f"{first}-{first + count - 1}"

@@ -1,0 +1,116 @@
+"""The Procfile: ``name: command`` lines, read as honcho 2.0 reads valid files.
+
+A valid file gives exactly honcho's (name, command) pairs: lines are split as
+``str.splitlines`` splits them, the command starts at the first non-blank
+character after the colon and keeps trailing blanks. Where honcho silently
+skips a line it does not understand, keelrun reports it: a skipped line is
+usually a process the user expected to run.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from keelrun.errors import InputError, InputErrors
+
+NAME = re.compile(r"[A-Za-z0-9_-]+")
+_ENTRY = re.compile(r"([^:]*):(.*)", re.DOTALL)
+_SHOWN = 40  # characters of a bad line quoted in its error
+
+
+@dataclass(frozen=True, slots=True)
+class ProcfileEntry:
+    name: str
+    command: str
+    line: int
+
+
+def parse_procfile(text: str, path: str) -> list[ProcfileEntry]:
+    """Parse Procfile ``text``; ``path`` labels errors. Raises InputErrors with every problem."""
+    entries, errors = parse_procfile_partial(text, path)
+    if errors:
+        raise InputErrors(errors)
+    return entries
+
+
+def parse_procfile_partial(text: str, path: str) -> tuple[list[ProcfileEntry], list[InputError]]:
+    """The good entries and the errors of the rest, so that `check` can go on validating."""
+    entries: list[ProcfileEntry] = []
+    errors: list[InputError] = []
+    first_line: dict[str, int] = {}
+    for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
+        stripped = line.strip()
+        if not stripped or stripped.startswith("#"):
+            continue
+        try:
+            name, command = _parse_line(line)
+        except ValueError as e:
+            errors.append(InputError(f"{path}:{number}", str(e)))
+            continue
+        if name in first_line:
+            errors.append(InputError(f"{path}:{number}", f'duplicate process type "{name}"'))
+            continue
+        first_line[name] = number
+        entries.append(ProcfileEntry(name, command, number))
+    if not entries and not errors:
+        errors.append(InputError(path, "no process type defined (expected lines `name: command`)"))
+    return entries, errors
+
+
+def _parse_line(line: str) -> tuple[str, str]:
+    match = _ENTRY.fullmatch(line)
+    if match is None:
+        raise ValueError(f"expected `name: command`, got {_show(line.strip())}")
+    name, rest = match.groups()
+    if name != name.lstrip():
+        raise ValueError("a process type must start at the beginning of the line")
+    if not name:
+        raise ValueError('missing process type name before ":"')
+    if NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"invalid process type name {_show(name)} (letters, digits, '_' and '-' only)"
+        )
+    command = rest.lstrip()
+    if not command:
+        raise ValueError(f'empty command for process type "{name}"')
+    return name, command
+
+
+def _show(text: str) -> str:
+    if len(text) > _SHOWN:
+        text = text[: _SHOWN - 3] + "..."
+    return '"' + text.replace('"', '\\"') + '"'
+
+
+def load_procfile(path: str | Path, label: str | None = None) -> list[ProcfileEntry]:
+    """Read and parse the Procfile at ``path``; ``label`` (default: path) names it in errors."""
+    label = label if label is not None else str(path)
+    return parse_procfile(read_text(Path(path), label), label)
+
+
+def load_procfile_partial(path: Path, label: str) -> tuple[list[ProcfileEntry], list[InputError]]:
+    """As load_procfile, but the good entries come back beside the errors."""
+    try:
+        text = read_text(path, label)
+    except InputError as e:
+        return [], [e]
+    return parse_procfile_partial(text, label)
+
+
+def read_text(path: Path, label: str) -> str:
+    """A UTF-8 input file's text; a missing, unreadable or undecodable file is an InputError."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InputError(label, "no such file") from None
+    except IsADirectoryError:
+        raise InputError(label, "is a directory, not a file") from None
+    except OSError as e:
+        raise InputError(label, f"cannot read: {e.strerror or e}") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise InputError(f"{label}:{line}", "not valid UTF-8") from None

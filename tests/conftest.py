@@ -1,0 +1,70 @@
+"""Shared fixtures: a throwaway app folder and a real `python -m keelrun` run."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def clean_environ(**extra: str) -> dict[str, str]:
+    """os.environ without anything that would steer keelrun, plus ``extra``."""
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if not k.startswith("KEELRUN_") and k not in ("PORT", "PS", "DYNO", "NO_COLOR")
+    }
+    # The package under test, whether or not it is installed.
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), env.get("PYTHONPATH")]))
+    env.update(extra)
+    return env
+
+
+def make_app(
+    root: Path,
+    procfile: str | None = "web: echo web\n",
+    env: str | None = None,
+    pyproject: str | None = None,
+    keelrun_toml: str | None = None,
+) -> Path:
+    """Write an app folder: each text given becomes its file; returns ``root``."""
+    root.mkdir(parents=True, exist_ok=True)
+    for name, text in (
+        ("Procfile", procfile),
+        (".env", env),
+        ("pyproject.toml", pyproject),
+        ("keelrun.toml", keelrun_toml),
+    ):
+        if text is not None:
+            (root / name).write_text(text)
+    return root
+
+
+def run_keelrun(
+    *args: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    input: str | None = None,
+    timeout: float = 30,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m keelrun ARGS`` to completion (bounded by ``timeout``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "keelrun", *args],
+        cwd=cwd,
+        env=clean_environ() if env is None else env,
+        input=input,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+@pytest.fixture
+def app(tmp_path: Path) -> Path:
+    """An app root with a one-type Procfile."""
+    return make_app(tmp_path / "app")

@@ -1,0 +1,170 @@
+"""Procfile parsing: honcho 2.0's results for valid files, one-line errors for the rest."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from honcho.environ import parse_procfile as honcho_parse
+from hypothesis import given
+from hypothesis import strategies as st
+
+from keelrun.errors import InputError, InputErrors
+from keelrun.procfile import ProcfileEntry, load_procfile, parse_procfile
+
+
+def pairs(text: str) -> list[tuple[str, str]]:
+    return [(e.name, e.command) for e in parse_procfile(text, "Procfile")]
+
+
+def honcho_pairs(text: str) -> list[tuple[str, str]]:
+    return list(honcho_parse(text).processes.items())
+
+
+VALID = {
+    "simple": "web: python app.py\nworker: python worker.py\n",
+    "no final newline": "web: python app.py",
+    "comments and blanks": "# comment\n\nweb: a\n   # indented comment\n\t\nworker: b\n",
+    "crlf": "web: a --flag\r\nworker: b\r\n",
+    "lone cr": "web: a\rworker: b\r",
+    "tabs": "web:\tpython\tapp.py\t\n",
+    "no blank after colon": "web:python app.py\n",
+    "many blanks after colon": "web:      python app.py\n",
+    "colons in command": "web: gunicorn -b 0.0.0.0:$PORT app:main\n",
+    "url in command": "web: curl http://x:8000/a:b\n",
+    "dash and underscore": "web-1: a\nslow_worker: b\n-x_: c\n_: d\n9: e\n",
+    "trailing blanks kept": "web: python app.py   \nworker: b\t\n",
+    "hash in command": "web: echo '#not a comment' # shell comment\n",
+    "unicode command": "web: echo héllo ☃\n",
+    "only one type": "release: ./migrate\n",
+    "shell syntax": "web: cd src && exec ./run $PORT 2>&1 | tee log\n",
+    "form feed separates lines": "web: a\x0cworker: b\n",
+    "quotes": "web: sh -c 'echo \"$PORT\"'\n",
+}
+
+
+@pytest.mark.parametrize("text", list(VALID.values()), ids=list(VALID))
+def test_valid_files_match_honcho(text: str) -> None:
+    assert pairs(text) == honcho_pairs(text)
+
+
+def test_entries_carry_their_line() -> None:
+    text = "# c\n\nweb: a\r\nworker: b\n"
+    assert parse_procfile(text, "P") == [
+        ProcfileEntry("web", "a", 3),
+        ProcfileEntry("worker", "b", 4),
+    ]
+
+
+def test_bom_is_ignored() -> None:
+    text = "web: a\nworker: b\n"
+    assert pairs("\ufeff" + text) == honcho_pairs(text)
+
+
+# Names as honcho's grammar defines them; commands of any text without a line
+# break that is not blank once leading blanks are gone.
+names = st.from_regex(r"[A-Za-z0-9_-]{1,12}", fullmatch=True)
+commands = st.text(min_size=1, max_size=30).filter(
+    lambda c: len(c.splitlines()) == 1 and c.splitlines()[0] == c and c.strip() != ""
+)
+blank = st.text(alphabet=" \t", max_size=4)
+comment = st.builds(lambda b, t: f"{b}#{t}", blank, st.text(alphabet="abc #:", max_size=10))
+separator = st.text(alphabet=" \t", max_size=3)
+
+
+@st.composite
+def procfiles(draw: st.DrawFn) -> str:
+    types = draw(st.lists(names, min_size=1, max_size=6, unique=True))
+    lines: list[str] = []
+    for name in types:
+        lines.extend(draw(st.lists(st.one_of(blank, comment), max_size=2)))
+        lines.append(f"{name}:{draw(separator)}{draw(commands)}")
+    newline = draw(st.sampled_from(["\n", "\r\n"]))
+    end = draw(st.sampled_from(["", newline]))
+    return newline.join(lines) + end
+
+
+@given(procfiles())
+def test_generated_procfiles_match_honcho(text: str) -> None:
+    assert pairs(text) == honcho_pairs(text)
+
+
+ERRORS = [
+    ("web: a\nweb: b\n", 'Procfile:2: duplicate process type "web"'),
+    (" web: a\n", "Procfile:1: a process type must start at the beginning of the line"),
+    ("\tweb: a\n", "Procfile:1: a process type must start at the beginning of the line"),
+    (
+        "web.x: a\n",
+        "Procfile:1: invalid process type name \"web.x\" (letters, digits, '_' and '-' only)",
+    ),
+    (
+        "web : a\n",
+        "Procfile:1: invalid process type name \"web \" (letters, digits, '_' and '-' only)",
+    ),
+    ("garbage here\n", 'Procfile:1: expected `name: command`, got "garbage here"'),
+    ("web:\n", 'Procfile:1: empty command for process type "web"'),
+    ("web:   \t\n", 'Procfile:1: empty command for process type "web"'),
+    (": a\n", 'Procfile:1: missing process type name before ":"'),
+    ("", "Procfile: no process type defined (expected lines `name: command`)"),
+    ("# only\n\n", "Procfile: no process type defined (expected lines `name: command`)"),
+    (
+        "x" * 60 + "\n",
+        'Procfile:1: expected `name: command`, got "' + "x" * 37 + '..."',
+    ),
+]
+
+
+@pytest.mark.parametrize(("text", "message"), ERRORS)
+def test_each_error_is_one_exact_line(text: str, message: str) -> None:
+    with pytest.raises(InputErrors) as e:
+        parse_procfile(text, "Procfile")
+    assert e.value.lines() == [message]
+
+
+def test_every_error_is_reported() -> None:
+    text = "web: a\nbad line\nweb: b\n\nw.x: c\nok: d\nempty:\n"
+    with pytest.raises(InputErrors) as e:
+        parse_procfile(text, "Procfile")
+    assert [err.where for err in e.value.errors] == [
+        "Procfile:2",
+        "Procfile:3",
+        "Procfile:5",
+        "Procfile:7",
+    ]
+
+
+def test_load_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as e:
+        load_procfile(tmp_path / "Procfile", "Procfile")
+    assert str(e.value) == "Procfile: no such file"
+
+
+def test_load_directory(tmp_path: Path) -> None:
+    with pytest.raises(InputError) as e:
+        load_procfile(tmp_path, "Procfile")
+    assert str(e.value) == "Procfile: is a directory, not a file"
+
+
+def test_load_invalid_utf8(tmp_path: Path) -> None:
+    path = tmp_path / "Procfile"
+    path.write_bytes(b"web: a\nworker: caf\xe9\n")
+    with pytest.raises(InputError) as e:
+        load_procfile(path, "Procfile")
+    assert str(e.value) == "Procfile:2: not valid UTF-8"
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
+def test_load_unreadable(tmp_path: Path) -> None:
+    path = tmp_path / "Procfile"
+    path.write_text("web: a\n")
+    path.chmod(0)
+    with pytest.raises(InputError) as e:
+        load_procfile(path, "Procfile")
+    assert str(e.value) == "Procfile: cannot read: Permission denied"
+
+
+def test_load_reads_file(tmp_path: Path) -> None:
+    path = tmp_path / "Procfile"
+    path.write_bytes(b"\xef\xbb\xbfweb: caf\xc3\xa9\r\n")
+    assert load_procfile(path) == [ProcfileEntry("web", "café", 1)]
