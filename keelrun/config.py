@@ -404,7 +404,8 @@ class _Loader:
     def load(self) -> Loaded:
         self.root = _app_root(self.o.app_root)
         if not self.root.is_dir():
-            raise InputError("--app-root", f'no such directory "{self.o.app_root}"')
+            where = "--app-root"
+            raise InputErrors([InputError(where, f'no such directory "{self.o.app_root}"')])
         self.config = self.attempt(read_config, self.root, default=None)
         if self.config is not None:
             self.check_keys(self.config.data, CONFIG_KEYS, ())

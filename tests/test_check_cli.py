@@ -1,0 +1,77 @@
+"""`keelrun check` as a user runs it: a real process, its output and exit status."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from conftest import REPO, clean_environ, make_app, run_keelrun
+
+PROCFILE = "web: python3 web.py\nrelease: ./migrate\nworker: python3 worker.py --queue=default\n"
+
+
+def test_prints_the_formation(tmp_path: Path) -> None:
+    root = make_app(tmp_path, PROCFILE, env="A=1\n")
+    r = run_keelrun("check", "-m", "web=2,worker=0", cwd=root)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout == (
+        "procfile   Procfile\n"
+        "env files  .env (environment wins)\n"
+        "config     (none)\n"
+        "base port  5000\n"
+        "\n"
+        "TYPE    COUNT  PORTS      COMMAND\n"
+        "web     2      5000-5001  python3 web.py\n"
+        "worker  0      -          python3 worker.py --queue=default\n"
+        "\n"
+        "release: ./migrate\n"
+    )
+
+
+def test_port_and_app_root_options(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app", "web: a\n", keelrun_toml="[processes.web]\ncount = 3\n")
+    r = run_keelrun("check", "-d", "app", "-p", "8000", "--env-override", cwd=tmp_path)
+    assert r.returncode == 0, r.stderr
+    assert "config     app/keelrun.toml\n" in r.stdout
+    assert "env files  (none) (files win)\n" in r.stdout
+    assert "web   3      8000-8002  a\n" in r.stdout
+    assert root.is_dir()
+
+
+def test_reports_every_error_and_exits_2(tmp_path: Path) -> None:
+    root = make_app(
+        tmp_path,
+        "web: a\nweb: b\nworker x\n",
+        env="GOOD=1\nnot valid\n",
+        pyproject="[tool.keelrun]\ntimeout = 'soon'\n"
+        "[tool.keelrun.processes.web]\nstop_signal = 'NOPE'\n",
+    )
+    r = run_keelrun("check", "-p", "http", cwd=root)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert r.stderr.splitlines() == [
+        'keelrun: Procfile:2: duplicate process type "web"',
+        'keelrun: Procfile:3: expected `name: command`, got "worker x"',
+        "keelrun: .env:2: cannot parse this line (expected KEY=value)",
+        'keelrun: pyproject.toml: tool.keelrun.timeout: expected a number of seconds, got "soon"',
+        'keelrun: --port: expected an integer, got "http"',
+        'keelrun: pyproject.toml: tool.keelrun.processes.web.stop_signal: unknown signal "NOPE"',
+    ]
+
+
+def test_missing_procfile(tmp_path: Path) -> None:
+    r = run_keelrun("check", cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (2, "keelrun: Procfile: no such file\n")
+
+
+def test_unknown_option_is_a_usage_error(tmp_path: Path) -> None:
+    r = run_keelrun("check", "--bogus", cwd=tmp_path)
+    assert r.returncode == 2
+    assert "Traceback" not in r.stderr
+    assert r.stderr.startswith("keelrun: ")
+
+
+def test_the_demo_app_checks_clean() -> None:
+    r = run_keelrun("check", "-d", "examples", cwd=REPO, env=clean_environ())
+    assert r.returncode == 0, r.stderr
+    assert "web     1      5000       python3 web.py" in r.stdout
+    assert "release: python3 release.py" in r.stdout
