@@ -18,6 +18,7 @@ import sys
 SHELL = "/bin/sh"
 PR_SET_CHILD_SUBREAPER = 36
 
+
 # Every signal whose disposition may be inherited as "ignored"; SIGKILL and
 # SIGSTOP cannot be changed and glibc reserves 32 and 33.
 _RESETTABLE = frozenset(
