@@ -1,0 +1,81 @@
+"""The variables that come from the app's .env files (not the whole environment).
+
+Exports carry only these: the exporting shell's own environment (PATH, HOME, a
+developer's tokens) has no business in a deployment. Values are parsed with
+keelrun's own reader (python-dotenv's grammar), later files winning.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+# Names every target accepts: a POSIX shell, systemd's EnvironmentFile, Kubernetes.
+PORTABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+
+
+@dataclass(frozen=True, slots=True)
+class EnvValues:
+    values: dict[str, str]
+    warnings: tuple[str, ...] = ()
+
+
+def read_env_values(env_files: tuple[Path, ...]) -> EnvValues:
+    """Every variable the files set, with the value they give it.
+
+    ``${VAR}`` expands as ``keelrun start`` expands it, but the files' own value
+    wins over the exporting shell's: that shell is not where the app will run.
+    """
+    import os
+
+    from keelrun import envfile
+
+    files = [envfile.read_env_file(p, str(p)) for p in env_files if p.is_file()]
+    merged = envfile.merge(files, os.environ, override=True).env
+    values: dict[str, str] = {}
+    warnings: list[str] = []
+    for f in files:
+        for b in f.bindings:
+            if b.value is None:  # a bare `KEY` line sets nothing
+                continue
+            if not PORTABLE_NAME.fullmatch(b.key):
+                warnings.append(f"{f.label}:{b.line}: {b.key!r} is not a portable name; left out")
+                continue
+            values.pop(b.key, None)  # keep the order in which a later file sets it
+            values[b.key] = merged[b.key]
+    return EnvValues(values, tuple(warnings))
+
+
+_EXPORT_PREFIX = re.compile(r"\s*export\s")
+_INLINE_COMMENT = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=\s*[^'\"\s#][^#]*\s#")
+
+
+def systemd_caveats(env_files: tuple[Path, ...]) -> list[str]:
+    """Where systemd would read a .env file differently from python-dotenv.
+
+    systemd parses EnvironmentFile= itself with a simpler, shell-like syntax: no
+    ``export`` prefix, no ``${VAR}`` expansion, no ``# comment`` after a value.
+    """
+    from dotenv import dotenv_values
+
+    caveats: list[str] = []
+    for path in env_files:
+        if not path.is_file():
+            continue
+        try:
+            lines = path.read_text(encoding="utf-8").splitlines()
+        except (OSError, UnicodeDecodeError):
+            continue
+        for number, line in enumerate(lines, 1):
+            if _EXPORT_PREFIX.match(line):
+                caveats.append(f"{path}:{number}: systemd does not accept the `export` prefix")
+            elif _INLINE_COMMENT.match(line):
+                caveats.append(
+                    f"{path}:{number}: systemd keeps a trailing `# comment` in the value"
+                )
+        raw, expanded = dotenv_values(path, interpolate=False), dotenv_values(path)
+        for key in raw:
+            if raw[key] != expanded.get(key):
+                caveats.append(f"{path}: {key}: systemd does not expand ${{...}} variables")
+    return caveats

@@ -1,0 +1,118 @@
+"""``keelrun export kubernetes``: a ConfigMap, a Deployment per type, a Secret with --include-env.
+
+Each pod runs one instance: ``keelrun start TYPE`` as the container's command,
+with ``KEELRUN_FORMATION=all=1`` from the ConfigMap; the Deployment's replicas
+carry the formation's count. keelrun in the pod gives the type the same PORT as
+on a laptop (base port + 100 x its Procfile position), so containerPort and the
+readiness probe use that port. The .env values belong in the Secret
+``<app>-env``: written here only with --include-env, otherwise the operator
+creates it (the reference is then optional only if the app had no .env values).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keelrun.errors import InputError
+from keelrun.export.names import DNS_LABEL_MAX, dns_label
+from keelrun.export.output import SECRET_MODE, OutputFile
+from keelrun.export.plan import ExportPlan, grace_seconds
+from keelrun.export.yamltext import dump
+from keelrun.settings import ProcessTypeSettings
+
+# Time the kubelet grants beyond keelrun's own grace: keelrun must finish its
+# stop (signal, grace, SIGKILL, exit) before the kubelet's SIGKILL arrives.
+KUBELET_MARGIN = 5
+MANAGED_BY = {"app.kubernetes.io/managed-by": "keelrun"}
+
+
+def exposes_port(t: ProcessTypeSettings) -> bool:
+    """web types serve HTTP (Heroku's convention); ready=port types listen too."""
+    return t.name == "web" or (t.ready is not None and t.ready.kind == "port")
+
+
+def config_map(plan: ExportPlan, app: str) -> dict[str, Any]:
+    data = {
+        "KEELRUN_PORT": str(plan.settings.port),
+        "KEELRUN_LOG_FORMAT": "json",
+        # One instance per pod: the Deployment's replicas are the formation.
+        "KEELRUN_FORMATION": "all=1",
+    }
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": f"{app}-config",
+            "labels": {"app.kubernetes.io/name": app, **MANAGED_BY},
+        },
+        "data": data,
+    }
+
+
+def secret(plan: ExportPlan, app: str) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Secret",
+        "metadata": {"name": f"{app}-env", "labels": {"app.kubernetes.io/name": app, **MANAGED_BY}},
+        "type": "Opaque",
+        "stringData": dict(plan.env_values),
+    }
+
+
+def deployment(plan: ExportPlan, app: str, t: ProcessTypeSettings) -> dict[str, Any]:
+    component = dns_label(t.name, where=f"{plan.settings.procfile}: {t.name}")
+    name = f"{app}-{component}"
+    if len(name) > DNS_LABEL_MAX:
+        raise InputError(
+            "--app", f"{name!r} is longer than {DNS_LABEL_MAX} characters; use a shorter --app"
+        )
+    selector = {"app.kubernetes.io/name": app, "app.kubernetes.io/component": component}
+    container: dict[str, Any] = {
+        "name": component,
+        "image": plan.image or f"{app}:latest",
+        "command": ["keelrun", "start", t.name],
+        "envFrom": [
+            {"secretRef": {"name": f"{app}-env", "optional": not plan.env_values}},
+            # Last, so keelrun's own settings win over a same-named .env variable.
+            {"configMapRef": {"name": f"{app}-config"}},
+        ],
+    }
+    if exposes_port(t):
+        container["ports"] = [{"name": "http", "containerPort": t.base_port, "protocol": "TCP"}]
+    if t.ready is not None and t.ready.kind == "port":
+        container["readinessProbe"] = {"tcpSocket": {"port": t.base_port}, "periodSeconds": 5}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": name, "labels": {**selector, **MANAGED_BY}},
+        "spec": {
+            "replicas": t.count,
+            "selector": {"matchLabels": selector},
+            "template": {
+                "metadata": {"labels": {**selector, **MANAGED_BY}},
+                "spec": {
+                    "terminationGracePeriodSeconds": grace_seconds(t) + KUBELET_MARGIN,
+                    "containers": [container],
+                },
+            },
+        },
+    }
+
+
+def render(plan: ExportPlan) -> list[OutputFile]:
+    app = dns_label(plan.app)
+    files = [OutputFile(f"{app}-configmap.yaml", dump(config_map(plan, app)))]
+    seen: dict[str, str] = {}
+    for t in plan.settings.types:
+        doc = deployment(plan, app, t)
+        component = doc["metadata"]["labels"]["app.kubernetes.io/component"]
+        if component in seen:
+            raise InputError(
+                str(plan.settings.procfile),
+                f"types {seen[component]!r} and {t.name!r} share the Kubernetes name {component!r}",
+            )
+        seen[component] = t.name
+        files.append(OutputFile(f"{app}-{component}-deployment.yaml", dump(doc)))
+    if plan.include_env:
+        files.append(OutputFile(f"{app}-secret.yaml", dump(secret(plan, app)), SECRET_MODE))
+    return files

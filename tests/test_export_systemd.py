@@ -1,0 +1,158 @@
+"""`keelrun export systemd`: units that systemd's own checker accepts (SPEC 4, issue 5)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from conftest import make_app, run_keelrun
+
+SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
+needs_systemd = pytest.mark.skipif(
+    SYSTEMD_ANALYZE is None, reason="systemd-analyze not installed (Debian package systemd)"
+)
+
+PROCFILE = (
+    "web: python3 -m http.server $PORT\n"
+    "release: echo migrate\n"
+    """worker: printf '%s\\n' "100% ; done" 'it'"'"'s' "$HOME" \\\\ # tricky\n"""
+    "clock_2: sleep 1000\n"
+)
+PYPROJECT = """
+[tool.keelrun.processes.worker]
+grace = 2.5
+stop_signal = "INT"
+restart = "always"
+[tool.keelrun.processes.clock_2]
+restart = "never"
+"""
+
+
+def verify(unit_dir: Path, *units: str) -> subprocess.CompletedProcess[str]:
+    """systemd-analyze verify with DIR as the only unit search path (plus the defaults)."""
+    assert SYSTEMD_ANALYZE is not None
+    return subprocess.run(
+        [SYSTEMD_ANALYZE, "verify", "--man=no", *units],
+        env={**os.environ, "SYSTEMD_UNIT_PATH": f"{unit_dir}:"},
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+def directives(text: str) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {}
+    for line in text.splitlines():
+        if "=" in line and not line.startswith("#"):
+            key, _, value = line.partition("=")
+            found.setdefault(key, []).append(value)
+    return found
+
+
+@pytest.fixture
+def exported(tmp_path: Path) -> Path:
+    root = make_app(tmp_path / "shop app", PROCFILE, env="SECRET=s3cret\n", pyproject=PYPROJECT)
+    r = run_keelrun("export", "systemd", str(tmp_path / "units"), "-m", "web=2", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return tmp_path / "units"
+
+
+def test_files_written_for_every_type_but_release(exported: Path) -> None:
+    assert sorted(p.name for p in exported.iterdir()) == [
+        "shop-app-clock_2@.service",
+        "shop-app-web@.service",
+        "shop-app-worker@.service",
+        "shop-app.target",
+    ]
+
+
+@needs_systemd
+def test_systemd_analyze_verify_accepts_target_and_instances(exported: Path) -> None:
+    r = verify(
+        exported,
+        "shop-app.target",
+        "shop-app-web@1.service",
+        "shop-app-web@2.service",
+        "shop-app-worker@1.service",
+        "shop-app-clock_2@7.service",
+    )
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")
+
+
+@needs_systemd
+def test_verify_rejects_a_broken_unit_negative_control(exported: Path) -> None:
+    unit = exported / "shop-app-web@.service"
+    unit.write_text(unit.read_text().replace('ExecStart=/bin/sh -c "', "ExecStart=/bin/sh -c '"))
+    r = verify(exported, "shop-app-web@1.service")
+    assert r.returncode != 0
+    assert "quoting" in r.stderr.lower()
+
+
+def test_target_wants_the_formation(exported: Path) -> None:
+    target = directives((exported / "shop-app.target").read_text())
+    assert target["Wants"] == [
+        "shop-app-web@1.service shop-app-web@2.service shop-app-worker@1.service"
+        " shop-app-clock_2@1.service"
+    ]
+    assert target["WantedBy"] == ["multi-user.target"]
+
+
+def test_service_maps_keelrun_settings(exported: Path, tmp_path: Path) -> None:
+    web = directives((exported / "shop-app-web@.service").read_text())
+    worker = directives((exported / "shop-app-worker@.service").read_text())
+    clock = directives((exported / "shop-app-clock_2@.service").read_text())
+    root = tmp_path / "shop app"
+    assert web["WorkingDirectory"] == [str(root)]
+    assert web["EnvironmentFile"] == [str(root / ".env")]
+    assert web["KillMode"] == ["control-group"]
+    assert (web["KillSignal"], web["TimeoutStopSec"], web["Restart"]) == (
+        ["SIGTERM"],
+        ["5s"],
+        ["on-failure"],
+    )
+    assert (worker["KillSignal"], worker["TimeoutStopSec"], worker["Restart"]) == (
+        ["SIGINT"],
+        ["2500ms"],
+        ["always"],
+    )
+    assert clock["Restart"] == ["no"] and "StartLimitBurst" not in clock
+    assert web["StartLimitBurst"] == ["6"]
+    assert web["PartOf"] == ["shop-app.target"] and web["WantedBy"] == ["shop-app.target"]
+    assert "$$((5000 + %i - 1))" in web["ExecStart"][0]
+    assert "$$((5200 + %i - 1))" in worker["ExecStart"][0]  # release is type 1
+
+
+def test_env_values_stay_out_without_include_env(exported: Path) -> None:
+    for path in exported.iterdir():
+        assert "s3cret" not in path.read_text()
+
+
+@needs_systemd
+def test_include_env_writes_a_private_environment_file(tmp_path: Path) -> None:
+    env = 'SECRET="it\'s $$ \\"q\\""\nPLAIN=a b\nEXPANDED=${PLAIN}!\n'
+    root = make_app(tmp_path / "app", "web: sleep 1\n", env=env)
+    out = tmp_path / "units"
+    r = run_keelrun("export", "systemd", str(out), "--include-env", "--app", "site", cwd=root)
+    assert r.returncode == 0, r.stderr
+    env_file = out / "site.env"
+    assert env_file.stat().st_mode & 0o777 == 0o600
+    assert env_file.read_text().splitlines()[1:] == [
+        'SECRET="it\'s \\$\\$ \\"q\\""',
+        "PLAIN='a b'",
+        "EXPANDED='a b!'",
+    ]
+    unit = directives((out / "site-web@.service").read_text())
+    assert unit["EnvironmentFile"] == [str(env_file)]
+    assert verify(out, "site.target", "site-web@1.service").returncode == 0
+
+
+def test_env_syntax_systemd_reads_differently_is_warned_about(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app", "web: sleep 1\n", env="export A=1\nB=${A}x\n")
+    r = run_keelrun("export", "systemd", str(tmp_path / "units"), cwd=root)
+    assert r.returncode == 0
+    warnings = [line for line in r.stderr.splitlines() if "warning" in line]
+    assert len(warnings) == 2
+    assert "`export` prefix" in warnings[0] and "expand" in warnings[1]
