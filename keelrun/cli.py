@@ -91,9 +91,7 @@ def cli() -> None:
 @_input_options
 @_formation_options
 @click.option("-t", "--timeout", metavar="SECONDS", help="Grace before SIGKILL (default 5).")
-@click.option(
-    "--restart", metavar="POLICY", help="on-failure (default), always or never."
-)
+@click.option("--restart", metavar="POLICY", help="on-failure (default), always or never.")
 @click.option("--max-restarts", metavar="N", help="Failed starts in a row before giving up.")
 @click.option("--log-format", metavar="FORMAT", help="text (default) or json.")
 @click.option("--color/--no-color", default=None, help="Colour the prefixes (default: on a tty).")
@@ -147,7 +145,9 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@click.argument("fmt", metavar="FORMAT", type=click.Choice(["systemd", "supervisord", "kubernetes"]))
+@click.argument(
+    "fmt", metavar="FORMAT", type=click.Choice(["systemd", "supervisord", "kubernetes"])
+)
 @click.argument("directory", metavar="DIR")
 @_input_options
 @_formation_options
@@ -155,14 +155,19 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
 @click.option("--app", "app_name", metavar="NAME", help="App name (default: app root's name).")
 @click.option("--image", metavar="IMAGE", help="Container image (kubernetes).")
 @click.option("--include-env", is_flag=True, help="Write .env values into the output.")
-def export(fmt: str, directory: str, app_name: str | None, image: str | None,
-           include_env: bool, **kw: Any) -> None:
+def export(
+    fmt: str, directory: str, app_name: str | None, image: str | None, include_env: bool, **kw: Any
+) -> None:
     """Export the formation as systemd units, a supervisord config or Kubernetes manifests."""
     from keelrun.export import export_command
 
     sys.exit(
         export_command(
-            _overrides(**kw), fmt, directory, app_name=app_name, image=image,
+            _overrides(**kw),
+            fmt,
+            directory,
+            app_name=app_name,
+            image=image,
             include_env=include_env,
         )
     )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -44,7 +45,7 @@ def start_command(overrides: Overrides, run_release: bool = False) -> int:
         from keelrun.errors import InputError
 
         raise InputError(str(settings.procfile), "--release given but there is no release type")
-    return _supervise(settings, counts, run_release=run_release)
+    return _supervise(settings, counts, run_release=run_release, overrides=overrides)
 
 
 def release_command(overrides: Overrides) -> int:
@@ -57,16 +58,30 @@ def release_command(overrides: Overrides) -> int:
     return _supervise(settings, None, run_release=True)
 
 
-def _supervise(settings: Settings, counts: dict[str, int] | None, run_release: bool) -> int:
+def _supervise(
+    settings: Settings,
+    counts: dict[str, int] | None,
+    run_release: bool,
+    overrides: Overrides | None = None,
+) -> int:
     """Run the formation (counts None: the release phase alone) and return the exit status."""
+    from keelrun.control.server import ControlServer, RequestError
     from keelrun.supervisor import spawn
+    from keelrun.supervisor.commands import Commands
     from keelrun.supervisor.events import Events
     from keelrun.supervisor.guardian import MARKER_VAR, Guardian
     from keelrun.supervisor.loop import Loop
     from keelrun.supervisor.output import Formatter, Output
     from keelrun.supervisor.supervisor import Supervisor
 
-    # 1. Nothing we start may outlive us: subreaper for orphans, guardian for SIGKILL.
+    # 1. One keelrun per socket: refuse before anything is started.
+    loop = Loop()
+    server: ControlServer | None = None
+    if counts is not None:
+        server = ControlServer(loop, settings.socket, {})
+        server.bind()
+
+    # 2. Nothing we start may outlive us: subreaper for orphans, guardian for SIGKILL.
     spawn.become_subreaper()
     marker = f"{os.getpid()}-{secrets.token_hex(8)}"
     guardian = Guardian(marker)
@@ -74,8 +89,7 @@ def _supervise(settings: Settings, counts: dict[str, int] | None, run_release: b
     _reset_inherited_signals()
     os.chdir(settings.app_root)
 
-    # 2. The loop, the output and the events.
-    loop = Loop()
+    # 3. The output, the events and the supervisor.
     formatter = Formatter(
         json_mode=settings.log_format == "json",
         color=_use_color(settings) and settings.log_format != "json",
@@ -110,7 +124,11 @@ def _supervise(settings: Settings, counts: dict[str, int] | None, run_release: b
         ignore_pids={guardian.pid},
     )
 
-    # 3. Signals become loop events; one dispatch path for each.
+    commands = Commands(sup, overrides)
+    if server is not None:
+        server.handlers = commands.handlers()
+
+    # 4. Signals become loop events and take the same paths as control requests.
     def on_stop_signal(signum: int) -> None:
         assert sup is not None
         if sup.shutting_down and signum in (signal.SIGINT, signal.SIGTERM):
@@ -119,16 +137,22 @@ def _supervise(settings: Settings, counts: dict[str, int] | None, run_release: b
         else:
             sup.request_stop(0, reason=signal.Signals(signum).name)
 
+    def on_reload_signal(signum: int) -> None:
+        # A failed reload is reported as a reload_failed event; nothing changes.
+        with contextlib.suppress(RequestError):
+            commands.reload({})
+
+    def on_forwarded(signum: int) -> None:
+        sup.forward_signal(signum)
+
     handlers = {sig: on_stop_signal for sig in STOP_SIGNALS}
     handlers[signal.SIGCHLD] = sup.on_sigchld
     for sig in FORWARDED:
-        handlers[sig] = lambda signum: sup.forward_signal(signum)
-    handlers[signal.SIGHUP] = lambda signum: sup.events.emit(
-        "reload_unavailable", "SIGHUP: reload is not available yet"
-    )
+        handlers[sig] = on_forwarded
+    handlers[signal.SIGHUP] = on_reload_signal
 
     with loop.signals(handlers):
-        # 4. Spawn (the release phase first if asked), then run until stopped.
+        # 5. Spawn (the release phase first if asked), then run until stopped.
         if run_release:
             if counts is None:
                 sup.start_release(then=lambda: sup.request_stop(0, reason="release done"))
@@ -139,6 +163,8 @@ def _supervise(settings: Settings, counts: dict[str, int] | None, run_release: b
         sup._reap()  # a child may have died before the handler was in place
         loop.run()
 
+    if server is not None:
+        server.close()
     status = sup.exit_status or 0
     output.drain(time.monotonic() + OUTPUT_DRAIN)
     guardian.release()

@@ -599,6 +599,119 @@ class Supervisor:
         self.instances.pop(inst.name, None)
         self._names_changed()
 
+    def count_of(self, type_name: str) -> int:
+        return sum(
+            1
+            for i in self.instances.values()
+            if i.ptype.name == type_name and i.intent is not Intent.REMOVE
+        )
+
+    def scale_type(self, type_name: str, target: int) -> None:
+        """Desired state: instances 1..target of the type; stop the highest-numbered extras."""
+        ptype = self.settings.type_named(type_name)
+        assert ptype is not None
+        if type_name not in self.active_types:
+            self.active_types.append(type_name)
+        before = self.count_of(type_name)
+        for inst in sorted(
+            (i for i in self.instances.values() if i.ptype.name == type_name),
+            key=lambda i: -i.number,
+        ):
+            if inst.number > target and inst.intent is not Intent.REMOVE:
+                if inst.pid is not None:
+                    self._stop_process(inst, Intent.REMOVE)
+                else:
+                    self._remove(inst)
+            elif inst.number <= target and inst.intent is Intent.REMOVE:
+                inst.intent = Intent.RESTART  # scaled back up while stopping: keep it
+        created = []
+        for number in range(1, target + 1):
+            if f"{type_name}.{number}" not in self.instances:
+                created.append(self._add(ptype, number))
+        self._names_changed()
+        for inst in created:
+            if self._deps_ready(ptype):
+                self._spawn(inst)
+            else:
+                inst.state = State.HELD
+        self.events.emit(
+            "scaled",
+            f"scaled {type_name} from {before} to {target}",
+            target=type_name,
+            count=target,
+            previous=before,
+        )
+
+    def stop_instance(self, inst: Instance) -> None:
+        """Stop and keep stopped (until `keelrun restart`)."""
+        if inst.pid is not None:
+            self._stop_process(inst, Intent.STOP)
+        else:
+            inst.timer = _cancel(inst.timer)
+            inst.state = State.STOPPED
+
+    def restart_instance(self, inst: Instance) -> None:
+        """Stop gracefully and start again; an instance that is not running starts now."""
+        if inst.pid is not None:
+            self._stop_process(inst, Intent.RESTART)
+            return
+        inst.timer = _cancel(inst.timer)
+        if inst.state is State.HELD:
+            return
+        inst.restarts += 1
+        inst.tracker.failures = inst.tracker.restarts = 0
+        self._spawn(inst)
+
+    def apply_settings(self, new: Settings, only_types: tuple[str, ...]) -> dict[str, list[str]]:
+        """Reload: restart only the types whose command, environment or settings changed."""
+        old = self.settings
+        env_changed = old.env != new.env
+        old_types = {t.name: t for t in old.types}
+        new_types = {t.name: t for t in new.types}
+        changed, added, removed = [], [], []
+        self.settings = new
+        for name, old_t in old_types.items():
+            new_t = new_types.get(name)
+            if new_t is None:
+                removed.append(name)
+                for inst in [i for i in self.instances.values() if i.ptype.name == name]:
+                    if inst.pid is not None:
+                        self._stop_process(inst, Intent.REMOVE)
+                    else:
+                        self._remove(inst)
+                if name in self.active_types:
+                    self.active_types.remove(name)
+                continue
+            same = _without_count(old_t) == _without_count(new_t) and not env_changed
+            for inst in [i for i in self.instances.values() if i.ptype.name == name]:
+                inst.ptype = new_t
+                inst.tracker.max_restarts = new_t.max_restarts
+                if not same and inst.pid is not None and inst.intent is not Intent.REMOVE:
+                    self._stop_process(inst, Intent.RESTART)
+            if not same:
+                changed.append(name)
+        for name, new_t in new_types.items():
+            if name not in old_types and (not only_types or name in only_types):
+                added.append(name)
+                self.scale_type(name, new_t.count)
+        self._names_changed()
+        self.events.emit(
+            "reloaded",
+            "reloaded: "
+            + (
+                ", ".join(
+                    f"{k} {', '.join(v)}"
+                    for k, v in (("restarted", changed), ("added", added), ("removed", removed))
+                    if v
+                )
+                or "nothing changed"
+            ),
+            restarted=changed,
+            added=added,
+            removed=removed,
+        )
+        return {"restarted": changed, "added": added, "removed": removed}
+
     def forward_signal(self, sig: int, targets: list[Instance] | None = None) -> int:
         """Send sig to the process groups of the targets (default: all). Returns the count."""
         sent = 0
@@ -606,6 +719,12 @@ class Supervisor:
             if inst.pid is not None and spawn.signal_group(inst.pid, sig):
                 sent += 1
         return sent
+
+
+def _without_count(ptype: ProcessTypeSettings) -> ProcessTypeSettings:
+    import dataclasses
+
+    return dataclasses.replace(ptype, count=0)
 
 
 def _cancel(timer: Any) -> None:

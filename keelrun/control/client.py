@@ -1,0 +1,259 @@
+"""The client side of the control socket: one function per `keelrun` client command."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from keelrun.control.protocol import VERSION, socket_address
+from keelrun.errors import InputError, RuntimeFailure
+
+CONNECT_TIMEOUT = 5.0
+REPLY_TIMEOUT = 30.0
+
+
+class Client:
+    def __init__(self, app_root: str | None, socket_path: str | None) -> None:
+        from keelrun.config import resolve_socket_path
+
+        self.path: Path = resolve_socket_path(app_root, socket_path)
+
+    def request(self, cmd: str, args: dict[str, Any], follow: bool = False) -> Iterator[dict]:
+        """Send one request; yield every reply line as a dict."""
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(CONNECT_TIMEOUT)
+        try:
+            sock.connect(socket_address(self.path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            sock.close()
+            raise RuntimeFailure(f"no keelrun is running on {self.path}") from None
+        except OSError as e:
+            sock.close()
+            raise RuntimeFailure(f"cannot connect to {self.path}: {e.strerror or e}") from None
+        try:
+            request = {"v": VERSION, "cmd": cmd, "args": args}
+            sock.sendall((json.dumps(request) + "\n").encode())
+            sock.settimeout(None if follow else REPLY_TIMEOUT)
+            buf = b""
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except TimeoutError:
+                    raise RuntimeFailure(f"no reply from keelrun on {self.path}") from None
+                if not data:
+                    break
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for line in lines:
+                    if line:
+                        yield json.loads(line)
+        finally:
+            sock.close()
+
+    def call(self, cmd: str, args: dict[str, Any]) -> Any:
+        """A request with one reply; an error reply becomes the matching exception."""
+        for reply in self.request(cmd, args):
+            return _result(reply)
+        raise RuntimeFailure(f"keelrun on {self.path} closed the connection without a reply")
+
+
+def _result(reply: dict) -> Any:
+    if reply.get("ok"):
+        return reply.get("result")
+    message = str(reply.get("error", "request failed"))
+    if reply.get("kind") == "input":
+        raise InputError("", message)
+    raise RuntimeFailure(message)
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+# ------------------------------------------------------------------ commands
+def scale_command(app_root: str | None, sock: str | None, changes: list[str]) -> int:
+    from keelrun.formation import parse_scale
+
+    parse_scale(changes, "scale")  # bad arguments: exit 2 before connecting
+    result = Client(app_root, sock).call("scale", {"changes": changes})
+    for name, change in result.items():
+        _say(f"{name}: {change['from']} -> {change['to']}")
+    return 0
+
+
+def ps_command(app_root: str | None, sock: str | None, as_json: bool) -> int:
+    rows = Client(app_root, sock).call("ps", {})
+    if as_json:
+        _say(json.dumps(rows))
+        return 0
+    _say(format_ps(rows))
+    return 0
+
+
+def format_ps(rows: list[dict[str, Any]]) -> str:
+    header = (
+        "NAME",
+        "PID",
+        "STATE",
+        "UPTIME",
+        "RESTARTS",
+        "EXIT",
+        "CPU%",
+        "RSS",
+        "PORT",
+        "COMMAND",
+    )
+    table = [header]
+    for r in rows:
+        table.append(
+            (
+                r["name"],
+                _dash(r["pid"]),
+                r["state"],
+                _duration(r["uptime_s"]),
+                str(r["restarts"]),
+                _dash(r["exit_status"]),
+                _dash(r["cpu_percent"]),
+                _size(r["rss_bytes"]),
+                str(r["port"]),
+                r["command"],
+            )
+        )
+    widths = [max(len(row[i]) for row in table) for i in range(len(header) - 1)]
+    return "\n".join(
+        "  ".join(cell.ljust(w) for cell, w in zip(row[:-1], widths, strict=True)) + "  " + row[-1]
+        for row in table
+    )
+
+
+def _dash(value: object) -> str:
+    return "-" if value is None else str(value)
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m{s % 60:02d}s"
+    return f"{s // 3600}h{s % 3600 // 60:02d}m"
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit in ("B", "K", "M", "G"):
+        if n < 1024 or unit == "G":
+            return f"{n:.0f}{unit}" if unit == "B" else f"{n:.1f}{unit}"
+        n /= 1024  # type: ignore[assignment]
+    return str(n)
+
+
+def stop_command(app_root: str | None, sock: str | None, names: list[str]) -> int:
+    result = Client(app_root, sock).call("stop", {"names": names})
+    if names:
+        _say(f"stopping {', '.join(result['stopping']) or 'nothing'}")
+    else:
+        _say("stopping keelrun")
+    return 0
+
+
+def restart_command(app_root: str | None, sock: str | None, names: list[str]) -> int:
+    result = Client(app_root, sock).call("restart", {"names": names})
+    _say(f"restarting {', '.join(result['restarting']) or 'nothing'}")
+    return 0
+
+
+def signal_command(app_root: str | None, sock: str | None, sig: str, names: list[str]) -> int:
+    from keelrun.signals import parse_signal
+
+    parse_signal(int(sig) if sig.isdigit() else sig, "SIG")
+    result = Client(app_root, sock).call("signal", {"signal": sig, "names": names})
+    _say(f"sent {result['signal']} to {', '.join(result['sent']) or 'nothing'}")
+    return 0
+
+
+def reload_command(app_root: str | None, sock: str | None) -> int:
+    result = Client(app_root, sock).call("reload", {})
+    parts = [f"{k}: {', '.join(v)}" for k, v in result.items() if v]
+    _say("reloaded" + (" (" + "; ".join(parts) + ")" if parts else ": nothing changed"))
+    return 0
+
+
+def logs_command(
+    *,
+    names: list[str],
+    follow: bool,
+    count: str,
+    log_format: str | None,
+    color: bool | None,
+    no_timestamp: bool,
+    no_prefix: bool,
+    app_root: str | None,
+    socket: str | None,
+) -> int:
+    if not count.isdigit():
+        raise InputError("--lines", f'expected a number of lines, got "{count}"')
+    fmt = log_format or os.environ.get("KEELRUN_LOG_FORMAT") or "text"
+    if fmt not in ("text", "json"):
+        raise InputError("--log-format", f'expected text or json, got "{fmt}"')
+    if color is None:
+        color = os.isatty(1) and not os.environ.get("NO_COLOR")
+    printer = _LogPrinter(fmt == "json", color, not no_timestamp, not no_prefix)
+    client = Client(app_root, socket)
+    args = {"names": names, "lines": int(count), "follow": follow}
+    out = sys.stdout.buffer
+    try:
+        for reply in client.request("logs", args, follow=follow):
+            if "log" in reply:
+                out.write(printer.line(reply["log"]))
+                if follow:
+                    out.flush()
+            elif reply.get("end"):
+                break
+            else:
+                result = _result(reply)
+                printer.width = result.get("width", printer.width)
+    except KeyboardInterrupt:
+        pass
+    out.flush()
+    return 0
+
+
+class _LogPrinter:
+    def __init__(self, json_mode: bool, color: bool, timestamp: bool, prefix: bool) -> None:
+        self.json_mode = json_mode
+        self.color = color
+        self.timestamp = timestamp
+        self.prefix = prefix
+        self.width = 7
+        self.colors: dict[str, int] = {}
+
+    def line(self, rec: dict[str, Any]) -> bytes:
+        ts = float(rec["ts"])
+        if self.json_mode:
+            iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".%03dZ" % (
+                int(ts * 1000) % 1000
+            )
+            msg = rec["msg"].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+            obj = {"ts": iso, "proc": rec["proc"], "stream": rec["stream"], "msg": msg}
+            return (json.dumps(obj, ensure_ascii=False) + "\n").encode()
+        body = rec["msg"].encode("utf-8", "surrogateescape")
+        if not self.prefix:
+            return body + b"\n"
+        name = rec["proc"].ljust(self.width) + " | "
+        if self.color:
+            kind = rec["proc"].rsplit(".", 1)[0]
+            code = self.colors.setdefault(kind, (36, 33, 32, 35, 34, 31)[len(self.colors) % 6])
+            name = f"\x1b[{code}m{name}\x1b[0m"
+        head = time.strftime("%H:%M:%S ", time.localtime(ts)) if self.timestamp else ""
+        return (head + name).encode() + body + b"\n"

@@ -1,0 +1,308 @@
+"""The control socket's server side, inside the supervisor's loop.
+
+No thread: the listening socket and every connection are non-blocking fds
+of the one loop. A request is one JSON line; a malformed, oversized, slow or
+unknown request gets an error reply or a closed connection and never blocks
+the loop. The peer's uid is checked with SO_PEERCRED before anything is read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import json
+import os
+import selectors
+import socket
+import stat
+import struct
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from keelrun.control.protocol import (
+    IDLE_TIMEOUT,
+    MAX_CONNECTIONS,
+    MAX_PENDING_REPLY,
+    MAX_REQUEST,
+    VERSION,
+    private_dir_for,
+    socket_address,
+)
+from keelrun.errors import RuntimeFailure
+from keelrun.supervisor.loop import Loop, Timer
+
+Reply = dict[str, Any]
+# A handler gets the request's args and the connection (for streaming replies);
+# it returns a reply, or None when it keeps the connection open (logs -f).
+Handler = Callable[[dict[str, Any], "Connection"], Reply | None]
+
+_UCRED = struct.Struct("3i")
+
+
+class AlreadyRunning(RuntimeFailure):
+    pass
+
+
+class Connection:
+    def __init__(self, server: ControlServer, sock: socket.socket) -> None:
+        self.server = server
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.inbuf = b""
+        self.out: list[bytes] = []
+        self.out_bytes = 0
+        self.closing = False  # close once the output is flushed
+        self.closed = False
+        self.on_close: Callable[[], None] | None = None
+        self.idle: Timer | None = server.loop.call_later(IDLE_TIMEOUT, self._idle_timeout)
+        self._events = 0
+        self.busy = False  # a request was taken
+
+    # -- reading ----------------------------------------------------------
+    def on_event(self, mask: int) -> None:
+        if self.closed:
+            return
+        if mask & selectors.EVENT_WRITE:
+            self._flush()
+        if mask & selectors.EVENT_READ and not self.closed:
+            self._on_readable()
+
+    def _on_readable(self) -> None:
+        try:
+            data = self.sock.recv(MAX_REQUEST + 1)
+        except BlockingIOError:
+            return
+        except OSError:
+            self.close()
+            return
+        if not data:
+            self.close()
+            return
+        if self.busy:
+            return  # one request per connection; input after it is ignored
+        self.inbuf += data
+        nl = self.inbuf.find(b"\n")
+        if nl < 0:
+            if len(self.inbuf) > MAX_REQUEST:
+                self.fail(f"request longer than {MAX_REQUEST} bytes", "input")
+            return
+        line, self.inbuf = self.inbuf[:nl], b""
+        if len(line) > MAX_REQUEST:
+            self.fail(f"request longer than {MAX_REQUEST} bytes", "input")
+            return
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
+        self.busy = True
+        self.server.handle(self, line)
+
+    def _idle_timeout(self) -> None:
+        self.idle = None
+        self.fail(f"no request within {IDLE_TIMEOUT:g}s", "input")
+
+    # -- writing ----------------------------------------------------------
+    def send(self, obj: Reply) -> None:
+        self.send_raw((json.dumps(obj, ensure_ascii=True) + "\n").encode())
+
+    def send_raw(self, data: bytes) -> None:
+        if self.closed or self.closing:
+            return
+        self.out.append(data)
+        self.out_bytes += len(data)
+        if self.out_bytes > MAX_PENDING_REPLY:
+            # A follower that does not read must not make keelrun buffer without end.
+            self.out.clear()
+            self.out_bytes = 0
+            self.close()
+            return
+        self._flush()
+
+    def finish(self, obj: Reply) -> None:
+        """Send the last reply and close once it is written."""
+        self.send(obj)
+        self.closing = True
+        self._flush()
+
+    def fail(self, message: str, kind: str) -> None:
+        self.finish({"ok": False, "error": message, "kind": kind})
+
+    def _flush(self) -> None:
+        while self.out and not self.closed:
+            try:
+                n = self.sock.send(self.out[0])
+            except BlockingIOError:
+                break
+            except OSError:
+                self.close()
+                return
+            self.out_bytes -= n
+            if n == len(self.out[0]):
+                self.out.pop(0)
+            else:
+                self.out[0] = self.out[0][n:]
+        if self.closed:
+            return
+        if not self.out and self.closing:
+            self.close()
+            return
+        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.out else 0)
+        if want != self._events:
+            self._events = want
+            self.server.loop.set_events(self.fd, want, self.on_event)
+
+    def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
+        if self.idle is not None:
+            self.idle.cancel()
+            self.idle = None
+        self.server.loop.remove(self.fd)
+        self.server.connections.discard(self)
+        if self.on_close is not None:
+            callback, self.on_close = self.on_close, None
+            callback()
+        with contextlib.suppress(OSError):
+            self.sock.close()
+
+
+class ControlServer:
+    def __init__(self, loop: Loop, path: Path, handlers: dict[str, Handler]) -> None:
+        self.loop = loop
+        self.path = path
+        self.address = socket_address(path)
+        self.handlers = handlers
+        self.connections: set[Connection] = set()
+        self.sock: socket.socket | None = None
+        self._inode: tuple[int, int] | None = None
+
+    # -- lifecycle --------------------------------------------------------
+    def bind(self) -> None:
+        """Listen on the socket; refuse if a live keelrun holds it, replace a stale one."""
+        address = self.address
+        if address != str(self.path):
+            private_dir_for(address)
+        if os.path.lexists(address):
+            st = os.lstat(address)
+            if not stat.S_ISSOCK(st.st_mode):
+                raise RuntimeFailure(f"{self.path}: exists and is not a socket")
+            if _answers(address):
+                raise AlreadyRunning(f"keelrun is already running on {self.path}")
+            os.unlink(address)  # stale: its keelrun was killed
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        old_umask = os.umask(0o177)  # created 0600: no window where others may connect
+        try:
+            sock.bind(address)
+        finally:
+            os.umask(old_umask)
+        os.chmod(address, 0o600)
+        sock.listen(128)
+        sock.setblocking(False)
+        st = os.stat(address)
+        self._inode = (st.st_dev, st.st_ino)
+        self.sock = sock
+        self.loop.add_reader(sock.fileno(), self._on_accept)
+
+    def close(self) -> None:
+        for conn in list(self.connections):
+            conn.close()
+        if self.sock is not None:
+            self.loop.remove(self.sock.fileno())
+            self.sock.close()
+            self.sock = None
+            # Remove the file only if it is still ours (not a newer keelrun's).
+            with contextlib.suppress(OSError):
+                st = os.stat(self.address)
+                if (st.st_dev, st.st_ino) == self._inode:
+                    os.unlink(self.address)
+
+    # -- connections ------------------------------------------------------
+    def _on_accept(self, mask: int) -> None:
+        assert self.sock is not None
+        for _ in range(64):
+            try:
+                sock, _addr = self.sock.accept()
+            except BlockingIOError:
+                return
+            except OSError as e:
+                if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                    return  # out of fds: the client waits in the backlog or times out
+                return
+            sock.setblocking(False)
+            if len(self.connections) >= MAX_CONNECTIONS:
+                _refuse(sock, "too many connections")
+                continue
+            uid = _peer_uid(sock)
+            if uid is None or uid not in (os.getuid(), 0):
+                _refuse(sock, f"permission denied: uid {uid} may not control this keelrun")
+                continue
+            conn = Connection(self, sock)
+            self.connections.add(conn)
+            conn._flush()  # registers for reading
+
+    def handle(self, conn: Connection, line: bytes) -> None:
+        try:
+            request = json.loads(line)
+        except (ValueError, RecursionError):
+            conn.fail("malformed request: not JSON", "input")
+            return
+        if not isinstance(request, dict):
+            conn.fail("malformed request: expected a JSON object", "input")
+            return
+        version = request.get("v", VERSION)
+        if version != VERSION:
+            conn.fail(f"unsupported protocol version {version!r} (this keelrun speaks 1)", "input")
+            return
+        cmd = request.get("cmd")
+        args = request.get("args", {})
+        handler = self.handlers.get(cmd) if isinstance(cmd, str) else None
+        if handler is None:
+            conn.fail(f"unknown command {cmd!r}", "input")
+            return
+        if not isinstance(args, dict):
+            conn.fail("malformed request: args must be an object", "input")
+            return
+        try:
+            reply = handler(args, conn)
+        except RequestError as e:
+            conn.fail(str(e), e.kind)
+            return
+        if reply is not None:
+            conn.finish(reply)
+
+
+class RequestError(Exception):
+    """A request that cannot be carried out: an error reply, never a crash."""
+
+    def __init__(self, message: str, kind: str = "input") -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+def _peer_uid(sock: socket.socket) -> int | None:
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except (OSError, AttributeError):
+        return None
+    _pid, uid, _gid = _UCRED.unpack(creds)
+    return uid
+
+
+def _refuse(sock: socket.socket, message: str) -> None:
+    with contextlib.suppress(OSError):
+        sock.send((json.dumps({"ok": False, "error": message, "kind": "runtime"}) + "\n").encode())
+    sock.close()
+
+
+def _answers(address: str) -> bool:
+    """Whether a live server accepts connections on address."""
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    probe.settimeout(1.0)
+    try:
+        probe.connect(address)
+    except OSError:
+        return False
+    finally:
+        probe.close()
+    return True
