@@ -1,24 +1,40 @@
 """Nothing keelrun started survives keelrun, even when it is SIGKILLed.
 
-The parent-death signal only reaches direct children, and orphans of a killed
-subreaper are handed to init, so keelrun forks a tiny guardian first. It sits
-in a blocking read on a pipe whose write end only keelrun holds: when keelrun
-dies for any reason the read returns EOF, and the guardian kills every process
-that carries this run's marker in its environment (every descendant inherits
-it, daemons that left their session with setsid included). On a clean exit
-keelrun writes one byte first and the guardian leaves quietly.
+The parent-death signal only reaches direct children, and the orphans of a
+killed subreaper are handed to init, so keelrun starts a tiny guardian: a
+`/bin/sh` in a session of its own that blocks reading a pipe whose write end
+only keelrun holds. When keelrun dies for any reason the read sees EOF, and
+the guardian kills every process carrying this run's marker in its
+environment: every descendant inherits it, daemons that called setsid too.
+On a clean exit keelrun writes a line first and the guardian leaves quietly.
+
+A shell rather than a fork of keelrun: it costs a few hundred KiB instead of
+a copy of the interpreter, and `pkill -f "keelrun start"` does not match it.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import signal
-import time
 
-from keelrun.supervisor.procscan import processes_with_env
+from keelrun.supervisor.spawn import SHELL
 
 MARKER_VAR = "KEELRUN_RUN_ID"
+
+# $1 is the exact environment entry to look for. Three passes catch processes
+# forked while the first pass was killing.
+_SCRIPT = r"""
+trap '' INT TERM HUP QUIT USR1 USR2 PIPE
+if read -r _; then exit 0; fi
+for pass in 1 2 3; do
+  for f in /proc/[0-9]*/environ; do
+    if tr '\000' '\n' < "$f" 2>/dev/null | grep -qxF "$1"; then
+      p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null
+    fi
+  done
+  sleep 0.05
+done
+"""
 
 
 class Guardian:
@@ -28,60 +44,29 @@ class Guardian:
         self._w = -1
 
     def start(self) -> None:
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the guardian
-            try:
-                os.close(w)
-                _guard(r, f"{MARKER_VAR}={self.marker}".encode())
-            finally:
-                os._exit(0)
-        os.close(r)
-        os.set_inheritable(w, False)
-        self.pid = pid
+        r, w = os.pipe2(os.O_CLOEXEC)
+        try:
+            self.pid = os.posix_spawn(
+                SHELL,
+                [SHELL, "-c", _SCRIPT, "guardian", f"{MARKER_VAR}={self.marker}"],
+                {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
+                file_actions=[
+                    (os.POSIX_SPAWN_DUP2, r, 0),
+                    (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0),
+                ],
+                setsid=True,
+                setsigmask=(),
+            )
+        finally:
+            os.close(r)
         self._w = w
 
     def release(self) -> None:
         """Clean exit: everything is already stopped, tell the guardian to go."""
         if self._w >= 0:
-            try:
-                os.write(self._w, b"x")
-                os.close(self._w)
-            except OSError:
-                pass
-            self._w = -1
-
-
-def _guard(r: int, marker: bytes) -> None:
-    os.setsid()  # out of keelrun's group: a signal to that group must not reach us
-    for sig in (
-        signal.SIGINT,
-        signal.SIGTERM,
-        signal.SIGHUP,
-        signal.SIGQUIT,
-        signal.SIGUSR1,
-        signal.SIGUSR2,
-        signal.SIGPIPE,
-    ):
-        signal.signal(sig, signal.SIG_IGN)
-    os.closerange(0, r)
-    os.closerange(r + 1, 65536)
-    while True:
-        try:
-            data = os.read(r, 1)
-            break
-        except InterruptedError:
-            continue
-    if data:
-        return
-    # keelrun died without a word: kill its whole tree. Repeat a few times for
-    # processes forked while we were killing.
-    deadline = time.monotonic() + 2.0
-    while time.monotonic() < deadline:
-        pids = processes_with_env(marker)
-        if not pids:
-            return
-        for pid in pids:
             with contextlib.suppress(OSError):
-                os.kill(pid, signal.SIGKILL)
-        time.sleep(0.01)
+                os.write(self._w, b"done\n")
+            with contextlib.suppress(OSError):
+                os.close(self._w)
+            self._w = -1

@@ -38,21 +38,3 @@ def descendants(root: int) -> list[int]:
         found.append(pid)
         stack.extend(children.get(pid, ()))
     return found
-
-
-def processes_with_env(marker: bytes) -> list[int]:
-    """Pids whose initial environment contains the exact entry ``marker``."""
-    me = os.getpid()
-    found = []
-    needle = b"\0" + marker + b"\0"
-    for name in os.listdir("/proc"):
-        if not name.isdigit() or int(name) == me:
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                env = b"\0" + f.read()
-        except OSError:
-            continue
-        if needle in env or env.endswith(b"\0" + marker):
-            found.append(int(name))
-    return found
