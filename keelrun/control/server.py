@@ -168,11 +168,12 @@ class Connection:
 
 
 class ControlServer:
-    def __init__(self, loop: Loop, path: Path, handlers: dict[str, Handler]) -> None:
+    def __init__(self, loop: Loop, path: Path, handlers: Callable[[], dict[str, Handler]]) -> None:
         self.loop = loop
         self.path = path
         self.address = socket_address(path)
-        self.handlers = handlers
+        self._make_handlers = handlers
+        self._handlers: dict[str, Handler] | None = None
         self.connections: set[Connection] = set()
         self.sock: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
@@ -256,7 +257,9 @@ class ControlServer:
             return
         cmd = request.get("cmd")
         args = request.get("args", {})
-        handler = self.handlers.get(cmd) if isinstance(cmd, str) else None
+        if self._handlers is None:
+            self._handlers = self._make_handlers()
+        handler = self._handlers.get(cmd) if isinstance(cmd, str) else None
         if handler is None:
             conn.fail(f"unknown command {cmd!r}", "input")
             return

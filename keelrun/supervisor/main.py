@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import signal
 import sys
 import time
+from typing import Any
 
 from keelrun.config import Overrides
 from keelrun.settings import Settings
@@ -67,7 +67,6 @@ def _supervise(
     """Run the formation (counts None: the release phase alone) and return the exit status."""
     from keelrun.control.server import ControlServer, RequestError
     from keelrun.supervisor import spawn
-    from keelrun.supervisor.commands import Commands
     from keelrun.supervisor.events import Events
     from keelrun.supervisor.guardian import MARKER_VAR, Guardian
     from keelrun.supervisor.loop import Loop
@@ -78,12 +77,12 @@ def _supervise(
     loop = Loop()
     server: ControlServer | None = None
     if counts is not None:
-        server = ControlServer(loop, settings.socket, {})
+        server = ControlServer(loop, settings.socket, lambda: commands().handlers())
         server.bind()
 
     # 2. Nothing we start may outlive us: subreaper for orphans, guardian for SIGKILL.
     spawn.become_subreaper()
-    marker = f"{os.getpid()}-{secrets.token_hex(8)}"
+    marker = f"{os.getpid()}-{os.urandom(8).hex()}"
     guardian = Guardian(marker)
     guardian.start()
     _reset_inherited_signals()
@@ -124,9 +123,15 @@ def _supervise(
         ignore_pids={guardian.pid},
     )
 
-    commands = Commands(sup, overrides)
-    if server is not None:
-        server.handlers = commands.handlers()
+    _commands: list[Any] = []
+
+    def commands() -> Any:
+        """The dispatch table, built on first use: it is not needed to start the formation."""
+        if not _commands:
+            from keelrun.supervisor.commands import Commands
+
+            _commands.append(Commands(sup, overrides))
+        return _commands[0]
 
     # 4. Signals become loop events and take the same paths as control requests.
     def on_stop_signal(signum: int) -> None:
@@ -140,7 +145,7 @@ def _supervise(
     def on_reload_signal(signum: int) -> None:
         # A failed reload is reported as a reload_failed event; nothing changes.
         with contextlib.suppress(RequestError):
-            commands.reload({})
+            commands().reload({})
 
     def on_forwarded(signum: int) -> None:
         sup.forward_signal(signum)

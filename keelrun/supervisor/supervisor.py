@@ -86,6 +86,11 @@ class Supervisor:
                 started.append(inst)
             else:
                 inst.state = State.HELD
+        # Announced from the loop's first turn: the events' first use imports
+        # structlog, which must not delay reading the children's first lines.
+        self.loop.call_later(0, lambda: self._announce_formation(started))
+
+    def _announce_formation(self, started: list[Instance]) -> None:
         for inst in started:
             self._announce_start(inst)
         for inst in self.instances.values():
