@@ -33,6 +33,7 @@ from keelrun.settings import (
     DEFAULT_PORT,
     DEFAULT_READY_TIMEOUT,
     DEFAULT_TIMEOUT,
+    MAX_COUNT,
     RELEASE_TYPE,
     LogFormat,
     ProcessTypeSettings,
@@ -242,7 +243,7 @@ def show(value: object) -> str:
 def to_int(value: object, where: str, minimum: int = 0, maximum: int | None = None) -> int:
     if isinstance(value, str):
         text = value.strip()
-        if not re.fullmatch(r"[+-]?[0-9]+", text):
+        if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
             raise InputError(where, f"expected an integer, got {show(value)}")
         number = int(text)
     elif isinstance(value, int) and not isinstance(value, bool):
@@ -253,6 +254,10 @@ def to_int(value: object, where: str, minimum: int = 0, maximum: int | None = No
         bound = f"{minimum}-{maximum}" if maximum is not None else f">= {minimum}"
         raise InputError(where, f"expected an integer {bound}, got {number}")
     return number
+
+
+def to_count(value: object, where: str) -> int:
+    return to_int(value, where, minimum=0, maximum=MAX_COUNT)
 
 
 def to_seconds(value: object, where: str, positive: bool = False) -> float:
@@ -594,7 +599,7 @@ class _Loader:
             self.check_keys(table, TYPE_KEYS, at)
             conf: dict[str, Any] = {}
             checks: dict[str, Callable[[object, str], Any]] = {
-                "count": to_int,
+                "count": to_count,
                 "restart": to_choice(RESTART_POLICIES),
                 "grace": to_seconds,
                 "stop_signal": _to_signal,
@@ -680,7 +685,7 @@ def _formation_value(value: object, where: str) -> dict[str, int]:
     counts: dict[str, int] = {}
     for name, count in value.items():
         try:
-            counts[name] = to_int(count, f"{where}.{name}")
+            counts[name] = to_count(count, f"{where}.{name}")
         except InputError as e:
             errors.append(e)
     if errors:

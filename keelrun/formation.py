@@ -9,7 +9,7 @@ from collections.abc import Iterable, Mapping
 
 from keelrun.errors import InputError, InputErrors
 from keelrun.procfile import NAME
-from keelrun.settings import RELEASE_TYPE, InstanceSpec, Settings
+from keelrun.settings import MAX_COUNT, RELEASE_TYPE, InstanceSpec, Settings
 
 ALL = "all"  # `all=N`: every type the same formation does not name
 
@@ -31,6 +31,10 @@ def parse_formation(text: str, where: str) -> dict[str, int]:
         elif not number.isdigit() or not number.isascii():
             errors.append(
                 InputError(where, f'{name}: expected a count (0 or more), got "{number}"')
+            )
+        elif len(number) > 6 or int(number) > MAX_COUNT:
+            errors.append(
+                InputError(where, f'{name}: at most {MAX_COUNT} instances, got "{number}"')
             )
         elif name in counts:
             errors.append(InputError(where, f'type "{name}" given twice'))
@@ -130,6 +134,9 @@ def parse_scale(changes: Iterable[str], where: str) -> list[tuple[str, str, int]
             errors.append(InputError(where, f'expected TYPE=N, TYPE=+N or TYPE=-N, got "{change}"'))
         elif not value.isdigit() or not value.isascii():
             errors.append(InputError(where, f'{name}: expected a count, got "{change}"'))
+        elif len(value) > 6 or int(value) > MAX_COUNT:
+            message = f'{name}: at most {MAX_COUNT} instances, got "{change}"'
+            errors.append(InputError(where, message))
         elif name in seen:
             errors.append(InputError(where, f'type "{name}" given twice'))
         else:

@@ -19,6 +19,7 @@ DEFAULT_PORT = 5000
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_RESTARTS = 5
 DEFAULT_READY_TIMEOUT = 60.0
+MAX_COUNT = 10_000  # instances of one type: more is a typo, not a formation
 RELEASE_TYPE = "release"
 
 

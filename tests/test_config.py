@@ -311,7 +311,7 @@ def test_every_config_error_names_file_and_key(
             f"{p}.processes.release.count: release is not part of the formation",
             f'{p}.processes.web.depends_on: no process type "nope" in the Procfile',
             f'{p}.processes.web.depends_on: "release" runs before the formation, not in it',
-            f"{p}.formation.web: expected an integer >= 0, got -1",
+            f"{p}.formation.web: expected an integer 0-10000, got -1",
         ]
     )
 

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from keelrun.control.server import Connection, RequestError
 from keelrun.errors import InputError
+from keelrun.settings import MAX_COUNT
 from keelrun.supervisor.instance import Instance
 
 if TYPE_CHECKING:
@@ -102,6 +103,8 @@ class Commands:
         for name, op, n in parsed:
             current = sup.count_of(name)
             target = n if op == "=" else current + n if op == "+" else max(0, current - n)
+            if target > MAX_COUNT:
+                raise RequestError(f"{name}: at most {MAX_COUNT} instances, got {target}")
             sup.scale_type(name, target)
             result[name] = {"from": current, "to": target}
         return {"ok": True, "result": result}
