@@ -153,16 +153,21 @@ class Supervisor:
             fds += (err_r, err_w)
             pid = spawn.spawn_shell(inst.command, self._env_for(inst), out_w, err_w)
         except OSError as e:
+            # keelrun could not start it (out of fds, processes, memory): the
+            # app did not fail, so this is retried with back-off and does not
+            # count towards --max-restarts; the running instances are unaffected.
             spawn.close_quietly(*fds)
+            delay = inst.tracker.next_delay()
+            inst.pid = None
+            inst.state = State.BACKOFF
+            inst.timer = self.loop.call_later(delay, lambda: self._restart_after_backoff(inst))
             self.events.emit(
                 "spawn_failed",
-                f"cannot start {inst.name}: {e.strerror or e}",
+                f"cannot start {inst.name}: {e.strerror or e}; retrying in {delay:g}s",
                 target=inst.name,
                 error=e.strerror or str(e),
+                delay_s=delay,
             )
-            inst.pid = None
-            inst.started_mono = time.monotonic()
-            self._ended_by_itself(inst, 1 << 8, uptime=0.0)
             return
         spawn.close_quietly(out_w, err_w)
         inst.pid = inst.last_pid = pid
@@ -267,7 +272,7 @@ class Supervisor:
 
     def _read(self, stream: Stream) -> bool:
         """Read once; False at EOF (the stream is then closed)."""
-        if stream.closed:
+        if stream.closed or stream.paused:
             return False
         try:
             data = os.read(stream.fd, READ_SIZE)
