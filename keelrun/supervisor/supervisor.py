@@ -499,7 +499,7 @@ class Supervisor:
         """The leader is gone but its group lives on: stop the rest of the group too."""
         if pgid in self.lingering:
             return
-        if not self.shutting_down and inst.intent is not Intent.STOP:
+        if inst.state is not State.STOPPING:  # a stopping group already got the signal
             spawn.signal_group(pgid, inst.ptype.stop_signal)
         self.lingering[pgid] = time.monotonic() + inst.ptype.grace
         if self.forced:
