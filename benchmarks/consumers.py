@@ -10,7 +10,8 @@ first byte to the moment every producer line has arrived.
   (~2 M lines/s), so a good supervisor should be invisible behind it.
 - ``drain``: reads 1 MiB at a time into one buffer and counts, in C, the
   newlines and the intact payloads. It shows the supervisor's own ceiling.
-  It cannot tell a lost line from a mangled one: both count as lost.
+  It cannot tell a lost line from a mangled one (both count as lost), and
+  a duplicated line would hide a lost one: it counts, it does not sequence.
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ PAYLOAD_HEAD = PAYLOAD[:10]
 class FloodStats:
     producers: int
     lines_per_producer: int
-    good: int = 0  # lines received intact and in order
+    good: int = 0  # lines received intact, each ahead of the previous one of its producer
     mangled: int = 0  # a producer line whose content is damaged or mixed
-    disorder: int = 0  # intact, but out of sequence (a duplicate or a reorder)
+    disorder: int = 0  # intact, but behind its producer's sequence (a duplicate or reorder)
     other: int = 0  # the supervisor's own lines (events, banners)
     done: int = 0  # producers whose DONE line arrived
     first: float | None = None
@@ -48,7 +49,8 @@ class FloodStats:
 
     @property
     def lost(self) -> int:
-        return max(0, self.expected - self.good - self.disorder)
+        """Lines that never arrived, not counting those that arrived mangled."""
+        return max(0, self.expected - self.good - self.mangled)
 
     @property
     def rate(self) -> float | None:
@@ -89,13 +91,13 @@ def parse(fd: int, producers: int, lines_per_producer: int, idle_timeout: float)
                 except ValueError:
                     stats.mangled += 1
                     continue
-                if 0 <= producer < producers and seq == expected[producer]:
+                if not 0 <= producer < producers:
+                    stats.mangled += 1
+                elif seq >= expected[producer]:  # a gap is lost lines: count them once, resync
                     expected[producer] = seq + 1
                     stats.good += 1
-                elif 0 <= producer < producers:
-                    stats.disorder += 1
                 else:
-                    stats.mangled += 1
+                    stats.disorder += 1
             elif line.endswith(b" DONE") and line[0] == 112:
                 stats.done += 1
                 stats.last = time.perf_counter()

@@ -1,0 +1,48 @@
+"""The benchmark harness runs end to end against keelrun (a tiny flood, a few seconds)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_throughput_benchmark_runs_and_keelrun_loses_nothing(tmp_path: Path) -> None:
+    results = tmp_path / "results.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "run.py"),
+            "--quick",
+            "--only",
+            "throughput",
+            "--supervisors",
+            "keelrun",
+            "--lines",
+            "3000",
+            "--json",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Log throughput" in proc.stdout
+    figures = {(f["workload"], f["subject"]): f for f in json.loads(results.read_text())["figures"]}
+    for key in [
+        ("flood-parse", "raw"),
+        ("flood-parse", "keelrun"),
+        ("flood-drain", "raw"),
+        ("flood-drain", "keelrun"),
+        ("flood-drain", "keelrun-json"),
+    ]:
+        figure = figures[key]
+        assert figure["error"] is None, key
+        assert figure["value"] > 0, key
+        assert figure["details"]["lost"] == 0, key
+        assert figure["details"]["N"] == 3000, key
+    assert figures[("flood-parse", "keelrun")]["details"]["mangled"] == 0
