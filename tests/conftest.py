@@ -68,3 +68,46 @@ def run_keelrun(
 def app(tmp_path: Path) -> Path:
     """An app root with a one-type Procfile."""
     return make_app(tmp_path / "app")
+
+
+@pytest.fixture
+def keelrun():
+    """Start `python -m keelrun ...` in the background (tests/support/runner.py).
+
+    At teardown every run is killed if still running, and the test fails if any
+    process carrying the run's marker is left behind.
+    """
+    from support.runner import Launcher
+
+    launcher = Launcher()
+    yield launcher
+    problems = launcher.finish()
+    assert not problems, "; ".join(problems)
+
+
+@pytest.fixture
+def runner(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Background `keelrun start`s for the control-socket tests (tests/control_support.py).
+
+    Teardown stops them and fails the test if any process they started is left.
+    """
+    from control_support import Runner
+
+    r = Runner(tmp_path)
+    yield r
+    leftovers = r.close()
+    assert not leftovers, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture
+def fault_runs():
+    """Background keelruns for the fault, limit and chaos tests (tests/fault_support.py).
+
+    Teardown SIGKILLs what is left and fails the test if any marked process remained.
+    """
+    from fault_support import Runs
+
+    factory = Runs()
+    yield factory
+    problems = factory.finish()
+    assert not problems, "; ".join(problems)
