@@ -178,8 +178,8 @@ class Commands:
                 for line in block[:-1].split(b"\n"):
                     conn.send_raw(_log_line(ts, inst.name, stream, line))
 
-        self.sup.log_listeners.append(listener)
-        conn.on_close = lambda: self.sup.log_listeners.remove(listener)
+        self.sup.pipes.listeners.append(listener)
+        conn.on_close = lambda: self.sup.pipes.listeners.remove(listener)
         return None
 
     def reload(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:

@@ -107,7 +107,7 @@ def _supervise(
         loop.set_events(fd, selectors.EVENT_WRITE if on else 0, output.on_writable)
 
     output = Output(
-        on_pressure=lambda paused: sup.on_pressure(paused) if sup else None,
+        on_pressure=lambda paused: sup.pipes.set_paused(paused) if sup else None,
         on_broken=on_broken,
         register_writable=register_writable,
     )

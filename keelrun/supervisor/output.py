@@ -18,12 +18,13 @@ import stat
 import time
 from collections.abc import Callable
 
-READ_SIZE = 1024 * 1024
 MAX_LINE = 1024 * 1024  # longer lines are emitted in pieces of this size
 HIGH_WATER = 4 * 1024 * 1024  # pending output above this pauses the readers
 LOW_WATER = 1024 * 1024
 F_SETPIPE_SZ = 1031
-STDOUT_PIPE_SIZE = 1024 * 1024
+STDOUT_PIPE_SIZE = 1048576
+
+Buffer = bytes | memoryview
 
 COLORS = (36, 33, 32, 35, 34, 31, 96, 93, 92, 95, 94, 91)
 RESET = b"\x1b[0m"
@@ -117,18 +118,22 @@ class Formatter:
             return ts + b" " + part
         return part
 
-    def block(self, name: str, stream: str, data: bytes) -> bytes:
-        """Format complete lines; ``data`` ends with a newline."""
+    def block(self, name: str, stream: str, data: bytes) -> tuple[list[Buffer], int]:
+        """Format complete lines (``data`` ends with a newline): (buffers, line count)."""
         if self.json_mode:
-            return self.json_block(name, stream, data)
+            out, lines = self.json_block(name, stream, data)
+            return [out], lines
         prefix = self.line_prefix(name)
         if not prefix:
-            return data
+            return [data], data.count(b"\n")
         # One copy: every newline gains the prefix after it, so the result ends
-        # with one prefix too many, which a view drops without copying.
-        return prefix + data.replace(b"\n", b"\n" + prefix)[: -len(prefix)]
+        # with one prefix too many, which a view leaves out (slicing bytes would
+        # copy again); the growth in length counts the lines.
+        body = data.replace(b"\n", b"\n" + prefix)
+        lines = (len(body) - len(data)) // len(prefix)
+        return [prefix, memoryview(body)[: -len(prefix)]], lines
 
-    def json_block(self, name: str, stream: str, data: bytes) -> bytes:
+    def json_block(self, name: str, stream: str, data: bytes) -> tuple[bytes, int]:
         # One C-level dumps for the whole block: the item separator closes one
         # record and opens the next, so no Python code runs per line.
         head = '{"ts": "%s", "proc": %s, "stream": "%s", "msg": ' % (
@@ -138,7 +143,7 @@ class Formatter:
         )
         lines = data[:-1].decode("utf-8", "replace").split("\n")
         body = json.dumps(lines, ensure_ascii=False, separators=("}\n" + head, ": "))
-        return (head + body[1:-1] + "}\n").encode()
+        return (head + body[1:-1] + "}\n").encode(), len(lines)
 
     def event(self, text: str, record: dict[str, object]) -> bytes:
         """One of keelrun's own events."""
@@ -239,7 +244,7 @@ class Output:
         register_writable: Callable[[int, bool], None],
     ) -> None:
         self.fd, self.non_blocking = open_private_stdout()
-        self._pending: list[bytes] = []
+        self._pending: list[Buffer] = []
         self._pending_bytes = 0
         self._paused = False
         self._waiting = False
@@ -252,11 +257,20 @@ class Output:
     def pending_bytes(self) -> int:
         return self._pending_bytes
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: Buffer) -> None:
         if self.broken or not data:
             return
         self._pending.append(data)
         self._pending_bytes += len(data)
+        if not self._paused and self._pending_bytes > HIGH_WATER:
+            self._paused = True
+            self._on_pressure(True)
+
+    def write_all(self, parts: list[Buffer]) -> None:
+        if self.broken:
+            return
+        self._pending += parts
+        self._pending_bytes += sum(map(len, parts))
         if not self._paused and self._pending_bytes > HIGH_WATER:
             self._paused = True
             self._on_pressure(True)

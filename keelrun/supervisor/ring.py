@@ -7,16 +7,8 @@ bytes.count per read.
 from __future__ import annotations
 
 from collections import deque
-from typing import NamedTuple
 
 RING_LINES = 1000
-
-
-class Block(NamedTuple):
-    ts: float
-    stream: str
-    data: bytes  # complete lines, each ending in b"\n"
-    lines: int
 
 
 class LogRing:
@@ -24,27 +16,27 @@ class LogRing:
 
     def __init__(self, max_lines: int = RING_LINES) -> None:
         self.max_lines = max_lines
-        self._blocks: deque[Block] = deque()
+        # (ts, stream, data, lines): data holds complete lines, each ending in b"\n"
+        self._blocks: deque[tuple[float, str, bytes, int]] = deque()
         self._lines = 0
 
-    def append(self, ts: float, stream: str, data: bytes) -> None:
-        n = data.count(b"\n")
-        self._blocks.append(Block(ts, stream, data, n))
-        self._lines += n
+    def append(self, ts: float, stream: str, data: bytes, lines: int) -> None:
         blocks = self._blocks
-        # Keep whole blocks while the older ones are not needed for max_lines.
-        while self._lines - blocks[0].lines >= self.max_lines:
-            self._lines -= blocks.popleft().lines
+        blocks.append((ts, stream, data, lines))
+        total = self._lines + lines
+        # Drop whole blocks while the newer ones still hold max_lines.
+        while total - blocks[0][3] >= self.max_lines:
+            total -= blocks.popleft()[3]
+        self._lines = total
 
     def tail(self, n: int) -> list[tuple[float, str, bytes]]:
         """The last n lines as (ts, stream, line without newline), oldest first."""
         out: list[tuple[float, str, bytes]] = []
-        for block in reversed(self._blocks):
+        for ts, stream, data, _ in reversed(self._blocks):
             if len(out) >= n:
                 break
-            lines = block.data[:-1].split(b"\n")
-            for line in reversed(lines):
-                out.append((block.ts, block.stream, line))
+            for line in reversed(data[:-1].split(b"\n")):
+                out.append((ts, stream, line))
                 if len(out) >= n:
                     break
         out.reverse()

@@ -19,7 +19,7 @@ from typing import Any
 from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings, instance_env
 from keelrun.supervisor import procscan, spawn
 from keelrun.supervisor.events import Events
-from keelrun.supervisor.instance import Instance, Intent, Stream, close_stream
+from keelrun.supervisor.instance import Instance, Intent
 from keelrun.supervisor.lifecycle import (
     State,
     describe_exit,
@@ -27,8 +27,9 @@ from keelrun.supervisor.lifecycle import (
     is_failure,
     should_restart,
 )
+from keelrun.supervisor.logpipes import LogPipes
 from keelrun.supervisor.loop import Loop
-from keelrun.supervisor.output import READ_SIZE, Formatter, Output
+from keelrun.supervisor.output import Formatter, Output
 
 PROBE_INTERVAL = 0.1  # port readiness probe, only while an instance is starting
 LINGER_CHECK = 0.05  # re-check of groups whose leader is gone, only while any exist
@@ -62,10 +63,9 @@ class Supervisor:
         self.forced = False
         self.exit_status: int | None = None
         self._ended = 0
-        self._paused = False
         self._stop_deadline = 0.0
         self._stop_timer: Any = None
-        self.log_listeners: list[Callable[[Instance, str, float, bytes], None]] = []
+        self.pipes = LogPipes(loop, formatter, output, self._check_log_ready)
         self.active_types: list[str] = []
         self.release: Instance | None = None
         self._after_release: Callable[[], None] | None = None
@@ -176,12 +176,7 @@ class Supervisor:
         inst.intent = Intent.NONE
         self.by_pid[pid] = inst
         for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
-            stream = Stream(fd, inst, name)
-            inst.streams.append(stream)
-            if self._paused:
-                stream.paused = True
-            else:
-                self.loop.add_reader(fd, self._reader(stream))
+            self.pipes.add(inst, fd, name)
         ready = inst.ptype.ready
         if ready is None:
             inst.state = State.RUNNING
@@ -263,89 +258,6 @@ class Supervisor:
             if inst.state is State.HELD and self._deps_ready(inst.ptype):
                 self._spawn(inst)
 
-    # ------------------------------------------------------------------ logs
-    def _reader(self, stream: Stream) -> Callable[[int], None]:
-        def on_readable(mask: int) -> None:
-            self._read(stream)
-
-        return on_readable
-
-    def _read(self, stream: Stream) -> bool:
-        """Read once; False at EOF (the stream is then closed)."""
-        if stream.closed or stream.paused:
-            return False
-        try:
-            data = os.read(stream.fd, READ_SIZE)
-        except BlockingIOError:
-            return True
-        except OSError:
-            data = b""
-        if data:
-            block = stream.framer.feed(data)
-            if block:
-                self._emit(stream, block)
-            return True
-        tail = stream.framer.finish()
-        if tail:
-            self._emit(stream, tail)
-        self.loop.remove(stream.fd)
-        close_stream(stream)
-        inst = stream.instance
-        if stream in inst.streams:
-            inst.streams.remove(stream)
-        return False
-
-    def _emit(self, stream: Stream, block: bytes) -> None:
-        inst = stream.instance
-        self.output.write(self.formatter.block(inst.name, stream.name, block))
-        now = time.time()
-        inst.ring.append(now, stream.name, block)
-        if self.log_listeners:
-            for listener in self.log_listeners:
-                listener(inst, stream.name, now, block)
-        if inst.log_ready is not None:
-            self._check_log_ready(inst, block)
-
-    def _drain(self, inst: Instance) -> None:
-        """Read what a process left in its pipes before reporting its exit."""
-        for stream in list(inst.streams):
-            for _ in range(64):  # bounded: a grandchild may keep writing
-                if stream.closed:
-                    break
-                try:
-                    data = os.read(stream.fd, READ_SIZE)
-                except (BlockingIOError, OSError):
-                    break
-                if not data:
-                    self._read_eof(stream)
-                    break
-                block = stream.framer.feed(data)
-                if block:
-                    self._emit(stream, block)
-
-    def _read_eof(self, stream: Stream) -> None:
-        tail = stream.framer.finish()
-        if tail:
-            self._emit(stream, tail)
-        self.loop.remove(stream.fd)
-        close_stream(stream)
-        if stream in stream.instance.streams:
-            stream.instance.streams.remove(stream)
-
-    def on_pressure(self, paused: bool) -> None:
-        """Back-pressure from the output: stop or resume reading every child."""
-        self._paused = paused
-        for inst in self.instances.values():
-            for stream in inst.streams:
-                if stream.closed:
-                    continue
-                if paused and not stream.paused:
-                    self.loop.remove(stream.fd)
-                    stream.paused = True
-                elif not paused and stream.paused:
-                    stream.paused = False
-                    self.loop.add_reader(stream.fd, self._reader(stream))
-
     # --------------------------------------------------------------- reaping
     def on_sigchld(self, signum: int) -> None:
         self._reap()
@@ -369,7 +281,7 @@ class Supervisor:
     def _process_ended(self, inst: Instance, status: int) -> None:
         uptime = inst.uptime()
         pgid = inst.pid
-        self._drain(inst)
+        self.pipes.drain(inst)
         inst.pid = None
         inst.probe = _cancel(inst.probe)
         inst.timer = _cancel(inst.timer)
@@ -602,10 +514,7 @@ class Supervisor:
     # -------------------------------------------------------------- commands
     def _remove(self, inst: Instance) -> None:
         inst.cancel_timers()
-        for stream in inst.streams:
-            self.loop.remove(stream.fd)
-            close_stream(stream)
-        inst.streams.clear()
+        self.pipes.close_all(inst)
         self.instances.pop(inst.name, None)
         self._names_changed()
 
