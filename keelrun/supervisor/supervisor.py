@@ -68,6 +68,7 @@ class Supervisor:
         self.pipes = LogPipes(loop, formatter, output, self._check_log_ready)
         self.active_types: list[str] = []
         self.release: Instance | None = None
+        self._unannounced: list[tuple[Instance, int]] = []
         self._after_release: Callable[[], None] | None = None
 
     # ------------------------------------------------------------------ start
@@ -79,20 +80,21 @@ class Supervisor:
                 for n in range(1, counts[ptype.name] + 1):
                     self._add(ptype, n)
         self._names_changed()
-        started = []
+        started: list[tuple[Instance, int]] = []
         for inst in list(self.instances.values()):
             if self._deps_ready(inst.ptype):
                 self._spawn(inst, announce=False)
-                started.append(inst)
+                if inst.last_pid is not None:
+                    started.append((inst, inst.last_pid))
             else:
                 inst.state = State.HELD
         # Announced from the loop's first turn: the events' first use imports
         # structlog, which must not delay reading the children's first lines.
-        self.loop.call_later(0, lambda: self._announce_formation(started))
+        self._unannounced = started
+        self.loop.call_later(0, self._announce_formation)
 
-    def _announce_formation(self, started: list[Instance]) -> None:
-        for inst in started:
-            self._announce_start(inst)
+    def _announce_formation(self) -> None:
+        self._flush_announcements()
         for inst in self.instances.values():
             if inst.state is State.HELD:
                 deps = ", ".join(inst.ptype.depends_on)
@@ -190,18 +192,24 @@ class Supervisor:
                 inst.ptype.ready_timeout, lambda: self._ready_timeout(inst)
             )
         if announce:
-            self._announce_start(inst)
+            self._announce_start(inst, pid)
         if ready is None:
             self._release_held()
 
-    def _announce_start(self, inst: Instance) -> None:
+    def _announce_start(self, inst: Instance, pid: int) -> None:
         self.events.emit(
             "process_started",
-            f"started {inst.name} (pid {inst.pid}, port {inst.port}): {inst.command}",
+            f"started {inst.name} (pid {pid}, port {inst.port}): {inst.command}",
             target=inst.name,
-            pid=inst.pid,
+            pid=pid,
             port=inst.port,
         )
+
+    def _flush_announcements(self) -> None:
+        """Started events not yet emitted go out before any later event about them."""
+        pending, self._unannounced = self._unannounced, []
+        for inst, pid in pending:
+            self._announce_start(inst, pid)
 
     # ------------------------------------------------------------ readiness
     def _probe(self, inst: Instance) -> None:
@@ -228,6 +236,7 @@ class Supervisor:
         inst.log_ready = None
         if inst.state is not State.STARTING:
             return
+        self._flush_announcements()
         inst.cancel_timers()
         inst.state = State.READY
         self.events.emit("process_ready", f"{inst.name} is ready: {why}", target=inst.name)
@@ -321,6 +330,7 @@ class Supervisor:
             self._ended_by_itself(inst, status, uptime)
 
     def _event_exit(self, inst: Instance, status: int, event: str) -> None:
+        self._flush_announcements()
         self.events.emit(
             event,
             f"{inst.name} (pid {inst.last_pid}) {describe_exit(status)}",
@@ -443,6 +453,7 @@ class Supervisor:
             return
         self.shutting_down = True
         self.exit_status = status
+        self._flush_announcements()
         self.events.emit("stopping", f"stopping all processes ({reason})", reason=reason)
         grace = 0.0
         for inst in self.instances.values():
