@@ -362,3 +362,24 @@ def test_signal_storm_is_harmless(tmp_path: Path, fault_runs: Runs) -> None:
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(subprocess.call([sys.executable, "-m", "pytest", __file__]))
+
+
+def test_stopped_child_is_killed_after_the_grace(tmp_path: Path, fault_runs: Runs) -> None:
+    """A child that sent itself SIGSTOP cannot act on SIGTERM: SIGKILL after the grace."""
+    app = write_app(tmp_path / "app", 'frozen: echo "me $$"; kill -STOP $$; sleep 1000\n')
+    run = fault_runs("start", "--no-timestamp", "-t", "1", cwd=app)
+    pid = int(run.wait_for_line(r"\| me (\d+)$").group(1))
+
+    def stopped() -> bool:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+        return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] == b"T"
+
+    assert wait_until(stopped, 5)
+    run.wait_for_socket()
+    assert run.ps()[0]["state"] == "running"  # stopped by a signal is still alive
+    started = time.monotonic()
+    run.signal(signal.SIGTERM)
+    assert run.wait(10) == 0
+    assert 0.9 <= time.monotonic() - started < 5
+    assert not pid_alive(pid)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import resource
 import signal
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -102,3 +104,52 @@ def test_500_instances_listed_by_ps_promptly(tmp_path: Path, fault_runs: Runs) -
     assert all(r["state"] == "running" for r in rows)
     run.signal(signal.SIGTERM)
     assert run.wait(30) == 0
+
+
+def _cpu_seconds(pid: int) -> float:
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_over(pid: int, seconds: float) -> float:
+    before = _cpu_seconds(pid)
+    time.sleep(seconds)  # a measurement window, not a synchronisation
+    return _cpu_seconds(pid) - before
+
+
+@pytest.mark.xfail(
+    reason="BUG: accept() failing with EMFILE returns without disarming the listening "
+    "socket: level-triggered epoll spins at 100% CPU while a client waits",
+    strict=True,
+)
+def test_out_of_fds_with_a_client_waiting_does_not_spin(tmp_path: Path, fault_runs: Runs) -> None:
+    app = write_app(tmp_path / "app", "s: sleep 1000\n")
+    run = fault_runs("start", "--no-timestamp", "-m", "s=1", cwd=app, preexec_fn=_limit_fds)
+    run.wait_for_socket()
+    assert run.client("scale", "s=40").returncode == 0
+    run.wait_for_line(r"Too many open files", 10)
+    assert _cpu_over(run.pid, 1.0) < 0.3, "busy before any client waits"
+
+    fd_dir = f"/proc/{run.pid}/fd"
+    idle: list[socket.socket] = []
+    try:
+        # Idle connections take keelrun's last descriptors; one more waits in the backlog.
+        while (before := len(os.listdir(fd_dir))) < FD_LIMIT and len(idle) < FD_LIMIT:
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.connect(str(run.socket_path))
+            idle.append(s)
+            # Accepted: keelrun holds one more descriptor.
+            assert wait_until(lambda b=before: len(os.listdir(fd_dir)) > b, 5)
+        waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        waiting.connect(str(run.socket_path))
+        idle.append(waiting)
+        assert run.proc.poll() is None
+        busy = _cpu_over(run.pid, 1.0)
+    finally:
+        for s in idle:
+            s.close()
+    assert run.request("ping")["ok"]  # served again once descriptors are free
+    assert run.client("stop").returncode == 0
+    assert run.wait(15) == 0
+    assert busy < 0.3, f"keelrun used {busy:.2f} s of CPU in 1 s while out of descriptors"
