@@ -383,3 +383,31 @@ def test_stopped_child_is_killed_after_the_grace(tmp_path: Path, fault_runs: Run
     assert run.wait(10) == 0
     assert 0.9 <= time.monotonic() - started < 5
     assert not pid_alive(pid)
+
+
+BIG_LINES = """
+import os, time
+line = b"y" * (1024 * 1024 - 1) + b"\\n"
+for _ in range(200):
+    os.write(1, line)
+os.write(1, b"done\\n")
+time.sleep(1000)
+"""
+
+
+@pytest.mark.xfail(
+    reason="BUG: the per-instance log ring keeps 1000 lines whatever their size: "
+    "1 MiB lines make keelrun hold up to 1 GiB per instance",
+    strict=True,
+)
+def test_memory_stays_bounded_after_many_1mib_lines(tmp_path: Path, fault_runs: Runs) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    write_app(app, f"big: {_script(app, 'big.py', BIG_LINES)}\n")
+    run = fault_runs("start", "--no-timestamp", "--no-prefix", cwd=app)
+    run.wait_for_line(r"^done$", 40)
+    assert sum(1 for line in run.lines if line.startswith("y")) == 200
+    rss_kib = _rss_kib(run.pid)
+    run.signal(signal.SIGTERM)
+    assert run.wait(10) == 0
+    assert rss_kib < 120 * 1024, f"keelrun holds {rss_kib // 1024} MiB after 200 MiB of output"
