@@ -1,0 +1,117 @@
+"""`keelrun logs` against a real `keelrun start`: history, filters, formats, follow."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import threading
+
+import pytest
+from control_support import TRAPPING, Keelrun, Runner, lines_of, wait_in
+
+pytestmark = pytest.mark.timeout(60)
+
+# burst writes 1500 numbered lines, then waits to be stopped.
+BURST = "seq -f 'line %g' 1 1500; exec sleep 600"
+PROCFILE = f"burst: {BURST}\nchat: {TRAPPING}\n"
+TIME = r"\d\d:\d\d:\d\d"
+
+
+def _start(runner: Runner) -> Keelrun:
+    k = runner.start(runner.app(PROCFILE), "-m", "chat=2")
+    k.wait_for_line(r"burst\.1\s+\| line 1500$")
+    k.wait_ready("chat.1", "chat.2")
+    return k
+
+
+def _logs(k: Keelrun, *args: str) -> list[str]:
+    r = k.client("logs", *args)
+    assert r.returncode == 0, r.stderr
+    return r.stdout.splitlines()
+
+
+def test_logs_history_ring_filters_and_formats(runner: Runner) -> None:
+    k = _start(runner)
+
+    # -n 5: the last five lines, prefixed like keelrun start's own output.
+    last5 = _logs(k, "-n", "5", "burst")
+    assert len(last5) == 5
+    for n, line in zip(range(1496, 1501), last5, strict=True):
+        assert re.fullmatch(rf"{TIME} burst\.1\s+\| line {n}", line), line
+
+    # The ring keeps at least 1000 lines per instance: exactly 501..1500.
+    ring = _logs(k, "-n", "1000", "--no-prefix", "burst.1")
+    assert ring == [f"line {n}" for n in range(501, 1501)]
+
+    # NAME by type: both chat instances and nothing else; by instance: that one.
+    by_type = _logs(k, "--no-prefix", "chat")
+    assert sorted(by_type) == ["chat.1 up port=5100", "chat.2 up port=5101"]
+    by_instance = _logs(k, "--no-timestamp", "chat.2")
+    assert len(by_instance) == 1
+    assert re.fullmatch(r"chat\.2\s+\| chat\.2 up port=5101", by_instance[0])
+    mixed = _logs(k, "--no-prefix", "-n", "2000", "chat.1", "burst")
+    assert "chat.1 up port=5100" in mixed and "line 1500" in mixed
+    assert not any(x.startswith("chat.2") for x in mixed)
+
+    # JSON, one object a line, in the format of `keelrun start --log-format json`.
+    records = [json.loads(line) for line in _logs(k, "-n", "3", "--log-format", "json", "burst")]
+    assert [r["msg"] for r in records] == ["line 1498", "line 1499", "line 1500"]
+    for r in records:
+        assert set(r) == {"ts", "proc", "stream", "msg"}
+        assert r["proc"] == "burst.1" and r["stream"] == "stdout"
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", r["ts"]), r["ts"]
+
+    # No NAME: every instance, and -n 0 gives nothing.
+    everything = _logs(k, "-n", "2000", "--no-prefix")
+    burst = [x for x in everything if x.startswith("line ")]
+    first = int(burst[0].split()[1])
+    assert first <= 501 and burst == [f"line {n}" for n in range(first, 1501)]
+    assert sorted(set(everything) - set(burst)) == ["chat.1 up port=5100", "chat.2 up port=5101"]
+    assert _logs(k, "-n", "0") == []
+
+
+def test_logs_bad_count_is_an_input_error(runner: Runner) -> None:
+    k = _start(runner)
+    for bad in ("-1", "x", "1.5"):
+        r = k.client("logs", "-n", bad)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, (bad, r.stderr)
+    r = k.client("logs", "--log-format", "yaml")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+
+
+def test_logs_follow_prints_new_lines_until_interrupted(runner: Runner) -> None:
+    k = _start(runner)
+    follower = runner.popen(k, "logs", "-f", "-n", "1", "--no-timestamp", "chat.1")
+    lines: list[str] = []
+    cond = threading.Condition()
+    lines_of(follower.stdout, lines, cond)
+    # The history line proves the follower is subscribed before we make new lines.
+    wait_in(lines, cond, r"^chat\.1\s+\| chat\.1 up port=5100$", 10)
+
+    assert k.client("signal", "USR1", "chat").returncode == 0
+    wait_in(lines, cond, r"^chat\.1\s+\| chat\.1 got USR1$", 10)
+    assert k.client("signal", "USR1", "chat.1").returncode == 0
+    k.wait_for_line(r"chat\.2\s+\| chat\.2 got USR1$")
+    with cond:
+        cond.wait_for(lambda: sum("got USR1" in x for x in lines) == 2, 10)
+        assert sum("got USR1" in x for x in lines) == 2
+        assert not any("chat.2" in x or "burst" in x for x in lines), lines
+
+    follower.send_signal(signal.SIGINT)
+    assert follower.wait(10) == 0
+    # keelrun dropped the follower and carries on.
+    assert k.ps()["chat.1"]["state"] == "running"
+    assert _logs(k, "-n", "1", "--no-prefix", "chat.1") == ["chat.1 got USR1"]
+
+
+def test_logs_follow_ends_when_keelrun_stops(runner: Runner) -> None:
+    k = _start(runner)
+    follower = runner.popen(k, "logs", "-f", "-n", "1", "--no-prefix", "burst")
+    lines: list[str] = []
+    cond = threading.Condition()
+    lines_of(follower.stdout, lines, cond)
+    wait_in(lines, cond, r"^line 1500$", 10)
+    assert k.client("stop").returncode == 0
+    assert k.wait_exit(15) == 0
+    assert follower.wait(10) == 0

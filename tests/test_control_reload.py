@@ -1,0 +1,138 @@
+"""`keelrun reload` and SIGHUP: re-read Procfile and .env, restart only what changed."""
+
+from __future__ import annotations
+
+import re
+import signal
+from collections.abc import Callable
+
+import pytest
+from control_support import TRAPPING, Keelrun, Runner, alive, proc_environ
+
+pytestmark = pytest.mark.timeout(60)
+
+PROCFILE = f"web: {TRAPPING}\nworker: {TRAPPING}\n"
+
+
+def _start(runner: Runner) -> Keelrun:
+    k = runner.start(runner.app(PROCFILE, env_file="GREETING=hello\n"))
+    k.wait_ready("web.1", "worker.1")
+    return k
+
+
+def _restarted(k: Keelrun, name: str, since: int) -> None:
+    k.wait_for_line(rf"{re.escape(name)}\s+\| {re.escape(name)} got TERM$", 10, since)
+    k.wait_for_line(rf"{re.escape(name)}\s+\| {re.escape(name)} up ", 10, since)
+
+
+def _reload_by_client(k: Keelrun) -> None:
+    r = k.client("reload")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.startswith("reloaded")
+
+
+def _reload_by_sighup(k: Keelrun) -> None:
+    mark = k.mark()
+    k.proc.send_signal(signal.SIGHUP)
+    k.wait_for_line(r"keelrun\s+\| reload", 10, mark)
+
+
+RELOADERS: list[Callable[[Keelrun], None]] = [_reload_by_client, _reload_by_sighup]
+IDS = ["client", "sighup"]
+
+
+@pytest.mark.parametrize("reload", RELOADERS, ids=IDS)
+def test_changed_command_restarts_only_that_type(
+    runner: Runner, reload: Callable[[Keelrun], None]
+) -> None:
+    k = _start(runner)
+    before = k.ps()
+    (k.app / "Procfile").write_text(f"web: {TRAPPING}\nworker: {TRAPPING} # v2\n")
+    mark = k.mark()
+    reload(k)
+    _restarted(k, "worker.1", mark)
+    k.wait_for_line(r"keelrun\s+\| reloaded: restarted worker$", 10, mark)
+    after = k.ps()
+    assert after["web.1"]["pid"] == before["web.1"]["pid"]
+    assert after["worker.1"]["pid"] != before["worker.1"]["pid"]
+    assert alive(after["worker.1"]["pid"])
+    assert after["worker.1"]["command"].endswith("# v2")
+    assert not any(re.search(r"web\.1\s+\| web\.1 got TERM", x) for x in k.lines[mark:])
+
+
+@pytest.mark.parametrize("reload", RELOADERS, ids=IDS)
+def test_changed_env_restarts_the_types_with_the_new_value(
+    runner: Runner, reload: Callable[[Keelrun], None]
+) -> None:
+    k = _start(runner)
+    before = k.ps()
+    assert proc_environ(before["web.1"]["pid"])["GREETING"] == "hello"
+    (k.app / ".env").write_text("GREETING=bonjour\n")
+    mark = k.mark()
+    reload(k)
+    _restarted(k, "web.1", mark)
+    _restarted(k, "worker.1", mark)
+    after = k.ps()
+    for name in ("web.1", "worker.1"):
+        assert after[name]["pid"] != before[name]["pid"]
+        assert proc_environ(after[name]["pid"])["GREETING"] == "bonjour"
+
+
+def test_added_type_starts_and_removed_type_stops(runner: Runner) -> None:
+    k = _start(runner)
+    before = k.ps()
+    (k.app / "Procfile").write_text(f"web: {TRAPPING}\nclock: {TRAPPING}\n")
+    mark = k.mark()
+    r = k.client("reload")
+    assert r.returncode == 0, r.stderr
+    assert "added: clock" in r.stdout and "removed: worker" in r.stdout
+    k.wait_for_line(r"worker\.1\s+\| worker\.1 got TERM$", 10, mark)
+    k.wait_for_line(r"keelrun\s+\| worker\.1 \(pid \d+\) ", 10, mark)
+    k.wait_for_line(r"clock\.1\s+\| clock\.1 up port=5100$", 10, mark)
+    after = k.ps()
+    assert sorted(after) == ["clock.1", "web.1"]
+    assert after["web.1"]["pid"] == before["web.1"]["pid"]
+    assert not alive(before["worker.1"]["pid"])
+    # The removed type is gone for clients too; the added one is known.
+    assert k.client("scale", "worker=1").returncode == 2
+    assert k.client("scale", "clock=2").returncode == 0
+    k.wait_ready("clock.2")
+
+
+@pytest.mark.parametrize(
+    "broken",
+    ["web: ok\nthis is not a procfile line\n", "web: a\nweb: b\n", ""],
+    ids=["garbage", "duplicate", "empty"],
+)
+def test_broken_procfile_on_reload_is_reported_and_changes_nothing(
+    runner: Runner, broken: str
+) -> None:
+    k = _start(runner)
+    before = k.ps()
+    (k.app / "Procfile").write_text(broken)
+    mark = k.mark()
+    r = k.client("reload")
+    assert r.returncode == 2, (r.stdout, r.stderr)
+    assert "Traceback" not in r.stderr and "Procfile" in r.stderr
+    k.wait_for_line(r"keelrun\s+\| reload failed, nothing changed: .*Procfile", 10, mark)
+    # SIGHUP with the same broken file: reported on keelrun's stream, nothing changes.
+    mark = k.mark()
+    k.proc.send_signal(signal.SIGHUP)
+    k.wait_for_line(r"keelrun\s+\| reload failed, nothing changed: .*Procfile", 10, mark)
+    after = k.ps()
+    assert {n: r["pid"] for n, r in after.items()} == {n: r["pid"] for n, r in before.items()}
+    assert all(r["state"] == "running" for r in after.values())
+
+    # Fixed again: a reload works.
+    (k.app / "Procfile").write_text(PROCFILE)
+    r = k.client("reload")
+    assert r.returncode == 0 and "nothing changed" in r.stdout, r.stdout
+
+
+def test_procfile_gone_before_reload_changes_nothing(runner: Runner) -> None:
+    k = _start(runner)
+    before = k.ps()
+    (k.app / "Procfile").unlink()
+    r = k.client("reload")
+    assert r.returncode == 2 and "Procfile" in r.stderr and "Traceback" not in r.stderr
+    assert {n: r["pid"] for n, r in k.ps().items()} == {n: r["pid"] for n, r in before.items()}
