@@ -111,17 +111,3 @@ def fault_runs():
     yield factory
     problems = factory.finish()
     assert not problems, "; ".join(problems)
-
-
-@pytest.fixture
-def runner(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Background `keelrun start`s for the control-socket tests (tests/control_support.py).
-
-    Teardown stops them and fails the test if any process they started is left.
-    """
-    from control_support import Runner
-
-    r = Runner(tmp_path)
-    yield r
-    leftovers = r.close()
-    assert not leftovers, f"processes left behind: {leftovers}"
