@@ -9,6 +9,15 @@ class KeelrunError(Exception):
     exit_status = 1
 
 
+_CONTROL = {c: f"\\x{c:02x}" for c in (*range(32), 127)}
+_CONTROL.update({ord("\n"): "\\n", ord("\r"): "\\r", ord("\t"): "\\t"})
+
+
+def one_line(text: str) -> str:
+    """Quoted user input must not break an error over lines or drive the terminal."""
+    return text.translate(_CONTROL)
+
+
 class InputError(KeelrunError):
     """Bad input: a Procfile, .env, config key, request or argument.
 
@@ -19,6 +28,7 @@ class InputError(KeelrunError):
     exit_status = 2
 
     def __init__(self, where: str, message: str) -> None:
+        where, message = one_line(where), one_line(message)
         super().__init__(f"{where}: {message}" if where else message)
         self.where = where
         self.message = message

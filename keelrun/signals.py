@@ -16,7 +16,8 @@ def parse_signal(value: str | int, where: str) -> signal.Signals:
     if not isinstance(value, str):
         raise InputError(where, f"expected a signal name or number, got {value!r}")
     text = value.strip()
-    if text.lstrip("-").isdigit() and len(text) < 6:
+    digits = text.removeprefix("-")
+    if digits.isascii() and digits.isdigit() and len(text) < 6:
         return _by_number(int(text), value, where)
     name = text.upper()
     if not name.startswith("SIG"):

@@ -176,7 +176,7 @@ def restart_command(app_root: str | None, sock: str | None, names: list[str]) ->
 def signal_command(app_root: str | None, sock: str | None, sig: str, names: list[str]) -> int:
     from keelrun.signals import parse_signal
 
-    parse_signal(int(sig) if sig.isdigit() else sig, "SIG")
+    parse_signal(sig, "SIG")
     result = Client(app_root, sock).call("signal", {"signal": sig, "names": names})
     _say(f"sent {result['signal']} to {', '.join(result['sent']) or 'nothing'}")
     return 0
@@ -201,7 +201,7 @@ def logs_command(
     app_root: str | None,
     socket: str | None,
 ) -> int:
-    if not count.isdigit():
+    if not (count.isascii() and count.isdigit()) or len(count) > 6:
         raise InputError("--lines", f'expected a number of lines, got "{count}"')
     fmt = log_format or os.environ.get("KEELRUN_LOG_FORMAT") or "text"
     if fmt not in ("text", "json"):
