@@ -174,6 +174,9 @@ class ControlServer:
         self.address = socket_address(path)
         self._make_handlers = handlers
         self._handlers: dict[str, Handler] | None = None
+        self.on_internal_error: Callable[[str, Exception], None] | None = None
+        self._reserve_fd = -1  # held back so that an fd is free to refuse a client
+        self._resume: Timer | None = None
         self.connections: set[Connection] = set()
         self.sock: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
@@ -204,10 +207,16 @@ class ControlServer:
         self._inode = (st.st_dev, st.st_ino)
         self.sock = sock
         self.loop.add_reader(sock.fileno(), self._on_accept)
+        self._reserve_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def close(self) -> None:
         for conn in list(self.connections):
             conn.close()
+        if self._resume is not None:
+            self._resume.cancel()
+        if self._reserve_fd >= 0:
+            os.close(self._reserve_fd)
+            self._reserve_fd = -1
         if self.sock is not None:
             self.loop.remove(self.sock.fileno())
             self.sock.close()
@@ -228,7 +237,7 @@ class ControlServer:
                 return
             except OSError as e:
                 if e.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
-                    return  # out of fds: the client waits in the backlog or times out
+                    self._out_of_fds()
                 return
             sock.setblocking(False)
             if len(self.connections) >= MAX_CONNECTIONS:
@@ -241,6 +250,35 @@ class ControlServer:
             conn = Connection(self, sock)
             self.connections.add(conn)
             conn._flush()  # registers for reading
+
+    def _out_of_fds(self) -> None:
+        """Refuse the waiting client with the reserve fd instead of spinning on it.
+
+        The listening socket stays readable while a client waits, so returning
+        without accepting would make the level-triggered loop spin.
+        """
+        assert self.sock is not None
+        if self._reserve_fd >= 0:
+            os.close(self._reserve_fd)
+            self._reserve_fd = -1
+            with contextlib.suppress(OSError):
+                sock, _ = self.sock.accept()
+                _refuse(sock, "keelrun is out of file descriptors")
+            with contextlib.suppress(OSError):
+                self._reserve_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+            if self._reserve_fd >= 0:
+                return
+        # No fd to spare even for that: stop listening for a moment.
+        self.loop.remove(self.sock.fileno())
+        self._resume = self.loop.call_later(0.2, self._resume_accepting)
+
+    def _resume_accepting(self) -> None:
+        self._resume = None
+        if self.sock is not None:
+            self.loop.add_reader(self.sock.fileno(), self._on_accept)
+            if self._reserve_fd < 0:
+                with contextlib.suppress(OSError):
+                    self._reserve_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def handle(self, conn: Connection, line: bytes) -> None:
         try:
@@ -270,6 +308,11 @@ class ControlServer:
             reply = handler(args, conn)
         except RequestError as e:
             conn.fail(str(e), e.kind)
+            return
+        except Exception as e:  # a request must never take the supervisor down
+            if self.on_internal_error is not None:
+                self.on_internal_error(cmd, e)
+            conn.fail(f"internal error in {cmd}: {type(e).__name__}: {e}", "runtime")
             return
         if reply is not None:
             conn.finish(reply)
