@@ -73,12 +73,14 @@ class Commands:
         return {"ok": True, "result": {"pid": os.getpid(), "version": __version__}}
 
     def ps(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:
+        from keelrun.supervisor.procscan import process_tree
         from keelrun.supervisor.stats import group_stats
 
+        tree = process_tree()
         rows = []
         for inst in self.sup.instances.values():
             row = inst.describe()
-            cpu, rss = group_stats(inst.pid) if inst.pid is not None else (None, None)
+            cpu, rss = group_stats(inst.pid, tree) if inst.pid is not None else (None, None)
             row["cpu_percent"] = cpu
             row["rss_bytes"] = rss
             rows.append(row)

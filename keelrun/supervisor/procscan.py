@@ -5,36 +5,45 @@ from __future__ import annotations
 import os
 
 
-def _ppid(pid: str) -> int | None:
+def _ppid_pgid(pid: str) -> tuple[int, int] | None:
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     # The command name is in parentheses and may itself contain ") ".
-    rest = data[data.rfind(b")") + 2 :].split(b" ", 3)
+    rest = data[data.rfind(b")") + 2 :].split(b" ", 4)
     if rest[0] == b"Z":
         return None  # zombies are reaped, not signalled
-    return int(rest[1])
+    return int(rest[1]), int(rest[2])
 
 
-def descendants(root: int) -> list[int]:
-    """Pids of every living descendant of root (not root itself)."""
-    children: dict[int, list[int]] = {}
+ProcessTree = dict[int, list[tuple[int, int]]]  # ppid -> [(pid, pgid)]
+
+
+def process_tree() -> ProcessTree:
+    """One pass over /proc: every living process by parent."""
+    children: ProcessTree = {}
     try:
         entries = os.listdir("/proc")
     except OSError:
-        return []
+        return children
     for name in entries:
         if not name.isdigit():
             continue
-        ppid = _ppid(name)
-        if ppid is not None:
-            children.setdefault(ppid, []).append(int(name))
-    found: list[int] = []
+        ids = _ppid_pgid(name)
+        if ids is not None:
+            children.setdefault(ids[0], []).append((int(name), ids[1]))
+    return children
+
+
+def descendants(root: int, tree: ProcessTree | None = None) -> list[tuple[int, int]]:
+    """(pid, pgid) of every living descendant of root (not root itself)."""
+    children = process_tree() if tree is None else tree
+    found: list[tuple[int, int]] = []
     stack = list(children.get(root, ()))
     while stack:
-        pid = stack.pop()
-        found.append(pid)
-        stack.extend(children.get(pid, ()))
+        entry = stack.pop()
+        found.append(entry)
+        stack.extend(children.get(entry[0], ()))
     return found

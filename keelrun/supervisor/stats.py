@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import time
 
+from keelrun.supervisor.procscan import ProcessTree, descendants
 
-def group_stats(pid: int) -> tuple[float | None, int | None]:
+
+def group_stats(pid: int, tree: ProcessTree) -> tuple[float | None, int | None]:
     """(CPU %, RSS bytes) of a process and its descendants.
 
     CPU % is averaged over each process's lifetime, as ps(1) reports it: a
@@ -13,10 +15,15 @@ def group_stats(pid: int) -> tuple[float | None, int | None]:
     """
     import psutil
 
-    try:
-        root = psutil.Process(pid)
-        procs = [root, *root.children(recursive=True)]
-    except psutil.Error:
+    # The tree comes from one /proc pass per request: psutil's children()
+    # would walk all of /proc again for every instance.
+    procs = []
+    for p in (pid, *(child for child, _ in descendants(pid, tree))):
+        try:
+            procs.append(psutil.Process(p))
+        except psutil.Error:
+            continue
+    if not procs:
         return None, None
     cpu = 0.0
     rss = 0
