@@ -151,10 +151,6 @@ def child_masks(run) -> dict[str, int]:
     return signal_masks(text)
 
 
-@pytest.mark.xfail(
-    reason="BUG: glibc posix_spawn leaves signals 32/33 SIG_IGN in the child (SigIgn=0x180000000)",
-    strict=True,
-)
 def test_no_signal_at_all_is_ignored_in_children(tmp_path: Path, keelrun) -> None:
     # A child of a plain fork+exec (e.g. subprocess) starts with SigIgn 0; so must ours.
     app = make_app(tmp_path, f"web: {STATUS_CMD}\n")

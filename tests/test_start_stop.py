@@ -57,11 +57,6 @@ def test_stop_signal_per_type_reaches_the_whole_group(tmp_path: Path, keelrun) -
     assert "leader got SIGTERM" not in got and "worker got SIGINT" not in got
 
 
-@pytest.mark.xfail(
-    reason="BUG: request_stop sends SIGTERM to every non-leader descendant (_strays), "
-    "so group members also get SIGTERM besides the type's stop_signal",
-    strict=True,
-)
 def test_group_members_get_only_their_types_stop_signal(tmp_path: Path, keelrun) -> None:
     got = signals_seen(tmp_path, keelrun)
     assert got == ["leader got SIGINT", "member got SIGINT", "worker got SIGTERM"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import subprocess
 import time
 
 from keelrun.settings import ProcessTypeSettings
@@ -46,6 +47,7 @@ class Instance:
         self.state = State.STOPPED
         self.pid: int | None = None
         self.last_pid: int | None = None
+        self.proc: subprocess.Popen[bytes] | None = None  # never waited on: see spawn.py
         self.started_mono = 0.0
         self.started_wall = 0.0
         self.restarts = 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import sys
 import time
 from typing import Any
 
@@ -78,6 +77,9 @@ def _supervise(
     server: ControlServer | None = None
     if counts is not None:
         server = ControlServer(loop, settings.socket, lambda: commands().handlers())
+        server.on_internal_error = lambda cmd, e: sup.events.emit(
+            "request_failed", f"{cmd} request failed: {type(e).__name__}: {e}", command=cmd
+        )
         server.bind()
 
     # 2. Nothing we start may outlive us: subreaper for orphans, guardian for SIGKILL.
@@ -85,7 +87,7 @@ def _supervise(
     marker = f"{os.getpid()}-{os.urandom(8).hex()}"
     guardian = Guardian(marker)
     guardian.start()
-    _reset_inherited_signals()
+    spawn.reset_inherited_signals(keep=set())
     os.chdir(settings.app_root)
 
     # 3. The output, the events and the supervisor.
@@ -174,10 +176,3 @@ def _supervise(
     output.drain(time.monotonic() + OUTPUT_DRAIN)
     guardian.release()
     return status
-
-
-def _reset_inherited_signals() -> None:
-    """Unblock every signal we may have inherited blocked; children reset theirs at spawn."""
-    if hasattr(signal, "pthread_sigmask"):
-        signal.pthread_sigmask(signal.SIG_SETMASK, [])
-    sys.stdout.flush()

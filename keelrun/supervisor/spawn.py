@@ -1,10 +1,16 @@
-"""Starting children: posix_spawn of `/bin/sh -c COMMAND` in a session of its own.
+"""Starting children: `/bin/sh -c COMMAND` in a session of its own.
 
-posix_spawn (vfork-based in glibc) is much cheaper than fork+exec of a large
-Python process and needs no Python code in the child: the attributes reset
-every signal disposition and the signal mask, so nothing keelrun ignores or
-blocks leaks into the app, and setsid puts the child in its own session and
-process group so that a signal to the group reaches the whole tree.
+subprocess.Popen (vfork-based since Python 3.10) rather than os.posix_spawn:
+glibc's posix_spawn leaves its two internal signals (32 and 33) ignored in
+the child, and an ignored signal survives exec into the app. keelrun resets
+the dispositions it inherited at start-up (`reset_inherited_signals`), Popen
+restores SIGPIPE and SIGXFSZ that Python ignores, and exec resets every
+signal keelrun handles; so the app starts with no signal ignored or blocked.
+
+The trap: Popen must never wait for its child, since the supervisor's one
+reaper does. keelrun never calls wait() or poll(), keeps each Popen until its
+child is reaped, and then sets its returncode, so that neither Popen.__del__
+nor subprocess' internal clean-up ever calls waitpid behind the reaper's back.
 """
 
 from __future__ import annotations
@@ -13,18 +19,13 @@ import contextlib
 import ctypes
 import os
 import signal
+import subprocess
 import sys
 
 SHELL = "/bin/sh"
 PR_SET_CHILD_SUBREAPER = 36
-
-
-# Every signal whose disposition may be inherited as "ignored"; SIGKILL and
-# SIGSTOP cannot be changed and glibc reserves 32 and 33.
-_RESETTABLE = frozenset(
-    s for s in signal.valid_signals() if s not in (signal.SIGKILL, signal.SIGSTOP) and s < 65
-)
-_devnull = "/dev/null"
+# Python itself ignores these; Popen(restore_signals=True) resets them in children.
+_PYTHON_IGNORES = (signal.SIGPIPE, signal.SIGXFSZ)
 
 
 def become_subreaper() -> bool:
@@ -42,21 +43,40 @@ def make_pipe() -> tuple[int, int]:
     return r, w
 
 
-def spawn_shell(command: str, env: dict[str, str], stdout_w: int, stderr_w: int) -> int:
-    """Start `/bin/sh -c command` in a new session; returns its pid (= its pgid)."""
-    return os.posix_spawn(
-        SHELL,
+def reset_inherited_signals(keep: set[int]) -> None:
+    """Clear the inherited signal mask and ignored dispositions (except ``keep``).
+
+    Both would be inherited through exec by every child: a keelrun started
+    with SIGUSR1 ignored must not start apps deaf to SIGUSR1.
+    """
+    signal.pthread_sigmask(signal.SIG_SETMASK, [])
+    for sig in signal.valid_signals():
+        if sig in keep or sig in _PYTHON_IGNORES or sig in (signal.SIGKILL, signal.SIGSTOP):
+            continue
+        with contextlib.suppress(OSError, ValueError):
+            if signal.getsignal(sig) == signal.SIG_IGN:
+                signal.signal(sig, signal.SIG_DFL)
+
+
+def spawn_shell(
+    command: str, env: dict[str, str], stdout_w: int, stderr_w: int
+) -> subprocess.Popen[bytes]:
+    """Start `/bin/sh -c command` in a new session (its pid is its pgid)."""
+    return subprocess.Popen(
         [SHELL, "-c", command],
-        env,
-        file_actions=[
-            (os.POSIX_SPAWN_OPEN, 0, _devnull, os.O_RDONLY, 0),
-            (os.POSIX_SPAWN_DUP2, stdout_w, 1),
-            (os.POSIX_SPAWN_DUP2, stderr_w, 2),
-        ],
-        setsid=True,
-        setsigmask=(),
-        setsigdef=_RESETTABLE,
+        stdin=subprocess.DEVNULL,
+        stdout=stdout_w,
+        stderr=stderr_w,
+        env=env,
+        close_fds=True,
+        restore_signals=True,
+        start_new_session=True,
     )
+
+
+def reaped(proc: subprocess.Popen[bytes], status: int) -> None:
+    """Record the status the reaper collected, so that Popen never waits itself."""
+    proc.returncode = os.waitstatus_to_exitcode(status)
 
 
 def signal_group(pgid: int, sig: int) -> bool:

@@ -20,6 +20,7 @@ from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings, instan
 from keelrun.supervisor import procscan, spawn
 from keelrun.supervisor.events import Events
 from keelrun.supervisor.instance import Instance, Intent
+from keelrun.supervisor.leftovers import Leftovers
 from keelrun.supervisor.lifecycle import (
     State,
     describe_exit,
@@ -32,7 +33,7 @@ from keelrun.supervisor.loop import Loop
 from keelrun.supervisor.output import Formatter, Output
 
 PROBE_INTERVAL = 0.1  # port readiness probe, only while an instance is starting
-LINGER_CHECK = 0.05  # re-check of groups whose leader is gone, only while any exist
+STOP_CHECK = 0.05  # re-check of groups being stopped, only while any are
 FINAL_REAP = 1.0  # after SIGKILL, how long to wait for the kernel to deliver the deaths
 
 
@@ -57,8 +58,8 @@ class Supervisor:
         self.ignore_pids = ignore_pids  # our own helpers (the guardian)
         self.instances: dict[str, Instance] = {}
         self.by_pid: dict[int, Instance] = {}
-        self.lingering: dict[int, float] = {}  # pgid -> SIGKILL deadline
-        self._linger_timer: Any = None
+        self.leftovers = Leftovers()
+        self._tick_timer: Any = None
         self.shutting_down = False
         self.forced = False
         self.exit_status: int | None = None
@@ -147,13 +148,18 @@ class Supervisor:
         return env
 
     def _spawn(self, inst: Instance, announce: bool = True) -> None:
+        if self.leftovers:
+            # A new incarnation never runs beside the leftovers of the last one.
+            self.leftovers.stop(inst.name)
+            if self.leftovers.check():
+                self._schedule_tick()
         fds: list[int] = []
         try:
             out_r, out_w = spawn.make_pipe()
             fds += (out_r, out_w)
             err_r, err_w = spawn.make_pipe()
             fds += (err_r, err_w)
-            pid = spawn.spawn_shell(inst.command, self._env_for(inst), out_w, err_w)
+            proc = spawn.spawn_shell(inst.command, self._env_for(inst), out_w, err_w)
         except OSError as e:
             # keelrun could not start it (out of fds, processes, memory): the
             # app did not fail, so this is retried with back-off and does not
@@ -172,6 +178,8 @@ class Supervisor:
             )
             return
         spawn.close_quietly(out_w, err_w)
+        pid = proc.pid
+        inst.proc = proc
         inst.pid = inst.last_pid = pid
         inst.started_mono = time.monotonic()
         inst.started_wall = time.time()
@@ -282,14 +290,17 @@ class Supervisor:
             inst = self.by_pid.pop(pid, None)
             if inst is not None:
                 self._process_ended(inst, status)
-        if self.lingering:
-            self._check_lingering()
+        if self.leftovers and self.leftovers.check():
+            self._schedule_tick()
         if self.shutting_down:
             self._check_done()
 
     def _process_ended(self, inst: Instance, status: int) -> None:
         uptime = inst.uptime()
         pgid = inst.pid
+        if inst.proc is not None:
+            spawn.reaped(inst.proc, status)
+            inst.proc = None
         self.pipes.drain(inst)
         inst.pid = None
         inst.probe = _cancel(inst.probe)
@@ -300,7 +311,11 @@ class Supervisor:
         inst.ended_seq = self._ended
         assert pgid is not None
         if spawn.group_alive(pgid):
-            self._linger(inst, pgid)
+            stopping = inst.state is State.STOPPING or self.forced
+            self.leftovers.add(pgid, inst.name, inst.ptype.stop_signal, inst.ptype.grace, stopping)
+            if self.forced:
+                self.leftovers.kill()
+            self._schedule_tick()
         intent, inst.intent = inst.intent, Intent.NONE
         if inst is self.release:
             self._event_exit(inst, status, "process_exited")
@@ -417,35 +432,17 @@ class Supervisor:
             )
             spawn.signal_group(inst.pid, signal.SIGKILL)
 
-    def _linger(self, inst: Instance, pgid: int) -> None:
-        """The leader is gone but its group lives on: stop the rest of the group too."""
-        if pgid in self.lingering:
-            return
-        if inst.state is not State.STOPPING:  # a stopping group already got the signal
-            spawn.signal_group(pgid, inst.ptype.stop_signal)
-        self.lingering[pgid] = time.monotonic() + inst.ptype.grace
-        if self.forced:
-            spawn.signal_group(pgid, signal.SIGKILL)
-        self._schedule_linger_check()
+    def _schedule_tick(self) -> None:
+        if self._tick_timer is None:
+            self._tick_timer = self.loop.call_later(STOP_CHECK, self._tick)
 
-    def _schedule_linger_check(self) -> None:
-        if self._linger_timer is None and self.lingering:
-            self._linger_timer = self.loop.call_later(LINGER_CHECK, self._linger_tick)
-
-    def _linger_tick(self) -> None:
-        self._linger_timer = None
-        self._check_lingering()
+    def _tick(self) -> None:
+        """Runs only while leftover groups or strays are being stopped, never when idle."""
+        self._tick_timer = None
+        if self.leftovers.check():
+            self._schedule_tick()
         if self.shutting_down:
             self._check_done()
-
-    def _check_lingering(self) -> None:
-        now = time.monotonic()
-        for pgid, deadline in list(self.lingering.items()):
-            if not spawn.group_alive(pgid):
-                del self.lingering[pgid]
-            elif now >= deadline:
-                spawn.signal_group(pgid, signal.SIGKILL)
-        self._schedule_linger_check()
 
     def request_stop(self, status: int = 0, reason: str = "stop requested") -> None:
         """Stop everything: the stop signal to every group, SIGKILL after the grace."""
@@ -468,10 +465,11 @@ class Supervisor:
                 inst.timer = _cancel(inst.timer)
                 if inst.state in (State.BACKOFF, State.HELD):
                     inst.state = State.STOPPED
+        self.leftovers.stop()
         # Descendants that left their groups (daemons that called setsid).
         for pid in self._strays():
             _kill_pid(pid, signal.SIGTERM)
-        grace = max([grace, self.settings.timeout if self.lingering else 0.0])
+        grace = max(grace, self.leftovers.max_grace())
         self._stop_deadline = time.monotonic() + grace
         self._stop_timer = self.loop.call_at(self._stop_deadline, self._grace_over)
         self._check_done()
@@ -482,8 +480,7 @@ class Supervisor:
         for inst in self.instances.values():
             if inst.pid is not None:
                 spawn.signal_group(inst.pid, signal.SIGKILL)
-        for pgid in self.lingering:
-            spawn.signal_group(pgid, signal.SIGKILL)
+        self.leftovers.kill()
         for pid in self._strays():
             _kill_pid(pid, signal.SIGKILL)
         self._stop_deadline = time.monotonic() + FINAL_REAP
@@ -503,22 +500,26 @@ class Supervisor:
         self.force_stop()
 
     def _strays(self) -> list[int]:
-        known = set(self.by_pid) | self.ignore_pids
-        return [p for p in procscan.descendants(os.getpid()) if p not in known]
+        """Descendants outside every group we signal: daemons that called setsid."""
+        groups = set(self.by_pid) | set(self.leftovers.groups)
+        return [
+            pid
+            for pid, pgid in procscan.descendants(os.getpid())
+            if pgid not in groups and pid not in self.ignore_pids
+        ]
 
     def _check_done(self) -> None:
         if any(inst.pid is not None for inst in self.instances.values()):
             return
-        if self.lingering:
-            self._schedule_linger_check()
+        if self.leftovers:
+            self._schedule_tick()
             return
         strays = self._strays()
         if strays:
             if self.forced:
                 for pid in strays:
                     _kill_pid(pid, signal.SIGKILL)
-            if self._linger_timer is None:
-                self._linger_timer = self.loop.call_later(LINGER_CHECK, self._linger_tick)
+            self._schedule_tick()
             return
         self.loop.stop()
 
