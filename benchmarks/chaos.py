@@ -73,7 +73,8 @@ RSS_SLACK = 16 * 1024  # KiB the second half's peak RSS may exceed the first hal
 
 @dataclass
 class RunLines:
-    last: int = 0  # highest sequence number delivered, in order
+    last: int = 0  # highest sequence number delivered
+    good: int = 0  # lines delivered intact
     bad_tail: bool = False  # a broken line was seen after `last`
 
 
@@ -163,6 +164,7 @@ class Consumer:
         if seq != state.last + 1:
             self.out_of_order += 1
         state.last = max(state.last, seq)
+        state.good += 1
 
     def _broken(self, name: str, text: bytes) -> None:
         # Allowed only as the very last line of a run killed mid-write; judged at the end.
@@ -515,18 +517,18 @@ def account(consumer: Consumer, records: dict[str, tuple[int, int, int]]) -> dic
     for run, (committed, inflight, done) in records.items():
         seen = consumer.runs.get(run, RunLines())
         written += committed
-        delivered += min(seen.last, committed)
+        delivered += min(seen.good, committed)
         if done:
             finished += 1
-            if seen.last != committed:
-                mismatched.append(f"{run}: wrote {committed}, delivered {seen.last}")
+            if seen.good != committed or seen.last != committed:
+                mismatched.append(f"{run}: wrote {committed}, delivered {seen.good}")
             if seen.bad_tail:
                 corrupt += 1
         else:
             killed += 1
-            inflight_delivered += max(0, seen.last - committed)
-            if not committed <= seen.last <= inflight:
-                mismatched.append(f"{run} (killed): wrote {committed}-{inflight}, got {seen.last}")
+            inflight_delivered += max(0, seen.good - committed)
+            if not committed <= seen.good == seen.last <= inflight:
+                mismatched.append(f"{run} (killed): wrote {committed}-{inflight}, got {seen.good}")
     return {
         "incarnations": len(records),
         "finished_incarnations": finished,

@@ -4,7 +4,9 @@ Usage: chaos_child.py MODE   (flood, steady, partial, huge, stubborn, orphans, d
 
 Counted lines are self-checking: ``C <run> <seq> <crc> <payload>`` or, for a
 line longer than 1 MiB, ``H <run> <seq> <total> <crc> <body>`` (the crc covers
-the payload or body). ``<run>`` names this incarnation (``$PS-pid-random``).
+the payload or body). ``steady`` also writes payloads of random bytes (any
+but the newline), which text mode must pass through unchanged. ``<run>``
+names this incarnation (``$PS-pid-random``).
 Each incarnation keeps a record file ``$CHAOS_REC/<run>`` holding
 ``committed inflight done``: before a write() the count it will reach
 (inflight), after the write returned the count written (committed), and
@@ -51,10 +53,13 @@ class Counter:
     def _record(self, committed: int, inflight: int, done: int) -> None:
         os.pwrite(self.fd, b"%d %d %d\n".ljust(40) % (committed, inflight, done), 0)
 
-    def line(self, size: int) -> bytes:
+    def line(self, size: int, binary: bool = False) -> bytes:
         self.seq += 1
-        start = self.seq % 1024
-        payload = ALPHABET[start : start + size]
+        if binary:  # any byte but the newline: not UTF-8, control characters, " | "
+            payload = os.urandom(size).replace(b"\n", b" | ")
+        else:
+            start = self.seq % 1024
+            payload = ALPHABET[start : start + size]
         crc = zlib.crc32(payload)
         return b"C %s %d %08x %s\n" % (self.run.encode(), self.seq, crc, payload)
 
@@ -105,7 +110,7 @@ def flood(c: Counter, deadline: float) -> None:
 
 def steady(c: Counter, deadline: float) -> None:
     while not stop and time.monotonic() < deadline:
-        c.write(c.line(random.randint(0, 300)), 1)
+        c.write(c.line(random.randint(0, 300), binary=random.random() < 0.3), 1)
         time.sleep(random.uniform(0.001, 0.03))
 
 
