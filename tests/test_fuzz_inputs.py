@@ -301,16 +301,13 @@ def test_signal(value: str | int) -> None:
     assert parse_signal(sig.name, "x") is sig and parse_signal(int(sig), "x") is sig
 
 
-@pytest.mark.xfail(
-    reason="BUG: errors quote user values raw; a value holding a newline makes a multi-line error",
-    strict=True,
-)
 @pytest.mark.parametrize(
     "case",
     ["formation", "scale", "signal", "config", "env_var"],
 )
 def test_errors_quoting_line_breaks_stay_one_line(case: str, tmp_path: Path) -> None:
-    bad = "web\n=1"
+    """Regression (found by the fuzzers): a quoted value holding a newline split the error."""
+    bad = "w\neb=1"
     try:
         if case == "formation":
             parse_formation(bad, "--formation")
