@@ -407,3 +407,35 @@ def test_memory_stays_bounded_after_many_1mib_lines(tmp_path: Path, fault_runs: 
     run.signal(signal.SIGTERM)
     assert run.wait(10) == 0
     assert rss_kib < 120 * 1024, f"keelrun holds {rss_kib // 1024} MiB after 200 MiB of output"
+
+
+WALKER = """
+import os, signal, sys, time
+# A daemon that never keeps a pid: every 10 ms it forks, the child calls setsid,
+# ignores SIGTERM and carries on, and the parent exits. Bounded: 3000 steps.
+signal.signal(signal.SIGTERM, signal.SIG_IGN)
+if os.fork() == 0:
+    for step in range(3000):
+        if step == 10:
+            print("walking", flush=True)
+        time.sleep(0.01)
+        if os.fork():
+            os._exit(0)
+        os.setsid()
+    os._exit(0)
+while True:
+    time.sleep(60)
+"""
+
+
+def test_walking_daemon_is_caught_at_stop(tmp_path: Path, fault_runs: Runs) -> None:
+    app = tmp_path / "app"
+    app.mkdir()
+    write_app(app, f"walker: {_script(app, 'walker.py', WALKER)}\n")
+    run = fault_runs("start", "--no-timestamp", "-t", "1", cwd=app)
+    run.wait_for_line(r"\| walking$")
+    started = time.monotonic()
+    run.signal(signal.SIGTERM)
+    assert run.wait(15) == 0
+    assert time.monotonic() - started < 6
+    assert run.leftovers() == []
