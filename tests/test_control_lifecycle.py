@@ -165,10 +165,6 @@ def test_unknown_names_and_signals_are_input_errors(runner: Runner) -> None:
     }
 
 
-@pytest.mark.xfail(
-    reason="BUG: a SIG like '²' passes str.isdigit() but int() raises: traceback, exit 1",
-    strict=True,
-)
 def test_signal_with_a_unicode_digit_is_an_input_error(runner: Runner) -> None:
     k = _start(runner)
     k.wait_ready("web.1")
@@ -191,3 +187,28 @@ def test_stop_without_name_stops_keelrun(runner: Runner) -> None:
     # And afterwards a client says nothing runs.
     r = k.client("ps")
     assert r.returncode == 1 and "no keelrun is running" in r.stderr
+
+
+# Ignores SIGTERM, so that keelrun's stop lasts its whole grace.
+STUBBORN = 'trap \'echo "$PS ignores TERM"\' TERM; echo "$PS up port=$PORT"; ' + (
+    "while :; do sleep 30 & wait $!; done"
+)
+
+
+@pytest.mark.xfail(
+    reason="BUG: scale during keelrun's stop spawns new instances (restart refuses, scale not)",
+    strict=True,
+)
+def test_scale_while_keelrun_stops_starts_nothing(runner: Runner) -> None:
+    k = runner.start(runner.app(f"worker: {STUBBORN}\n"), "-t", "2")
+    k.wait_ready("worker.1")
+    mark = k.mark()
+    assert k.client("stop").returncode == 0
+    k.wait_for_line(r"worker\.1\s+\| worker\.1 ignores TERM$", 10, mark)
+    r = k.client("scale", "worker=3")
+    restart = k.client("restart", "worker.1")
+    assert restart.returncode == 1 and "stopping" in restart.stderr
+    assert k.wait_exit(15) == 0
+    # Like restart, scale is refused once keelrun is stopping, and starts nothing.
+    assert r.returncode == 1 and "stopping" in r.stderr, (r.stdout, r.stderr)
+    assert not any(re.search(r"started worker\.[23]", x) for x in k.lines[mark:])

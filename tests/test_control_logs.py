@@ -115,3 +115,17 @@ def test_logs_follow_ends_when_keelrun_stops(runner: Runner) -> None:
     assert k.client("stop").returncode == 0
     assert k.wait_exit(15) == 0
     assert follower.wait(10) == 0
+
+
+def test_logs_follow_by_type_includes_instances_scaled_up_later(runner: Runner) -> None:
+    k = _start(runner)
+    follower = runner.popen(k, "logs", "-f", "-n", "1", "--no-prefix", "chat")
+    lines: list[str] = []
+    cond = threading.Condition()
+    lines_of(follower.stdout, lines, cond)
+    wait_in(lines, cond, r"^chat\.2 up port=5101$", 10)  # subscribed
+    assert k.client("scale", "chat=3").returncode == 0
+    wait_in(lines, cond, r"^chat\.3 up port=5102$", 10)
+    follower.send_signal(signal.SIGINT)
+    assert follower.wait(10) == 0
+    assert not any(x.startswith("line ") for x in lines)

@@ -136,3 +136,36 @@ def test_procfile_gone_before_reload_changes_nothing(runner: Runner) -> None:
     r = k.client("reload")
     assert r.returncode == 2 and "Procfile" in r.stderr and "Traceback" not in r.stderr
     assert {n: r["pid"] for n, r in k.ps().items()} == {n: r["pid"] for n, r in before.items()}
+
+
+def test_changed_type_settings_restart_only_that_type(runner: Runner) -> None:
+    app = runner.app(PROCFILE)
+    (app / "keelrun.toml").write_text("[processes.worker]\ngrace = 3\n")
+    k = runner.start(app)
+    k.wait_ready("web.1", "worker.1")
+    before = k.ps()
+    (app / "keelrun.toml").write_text("[processes.worker]\ngrace = 2\n")
+    mark = k.mark()
+    r = k.client("reload")
+    assert r.returncode == 0, r.stderr
+    _restarted(k, "worker.1", mark)
+    after = k.ps()
+    assert after["web.1"]["pid"] == before["web.1"]["pid"]
+    assert after["worker.1"]["pid"] != before["worker.1"]["pid"]
+
+
+def test_reload_keeps_a_scaled_count(runner: Runner) -> None:
+    k = _start(runner)
+    assert k.client("scale", "worker=3").returncode == 0
+    k.wait_ready("worker.2", "worker.3")
+    before = k.ps()
+    (k.app / ".env").write_text("GREETING=salut\n")
+    mark = k.mark()
+    assert k.client("reload").returncode == 0
+    for n in (1, 2, 3):
+        _restarted(k, f"worker.{n}", mark)
+    after = k.ps()
+    assert sorted(after) == ["web.1", "worker.1", "worker.2", "worker.3"]
+    for name in after:
+        assert after[name]["pid"] != before[name]["pid"], name
+        assert proc_environ(after[name]["pid"])["GREETING"] == "salut"

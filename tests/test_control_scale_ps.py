@@ -231,3 +231,44 @@ def test_ps_json_keys_and_values(runner: Runner) -> None:
     assert rows["once.1"]["state"] == "exited" and rows["once.1"]["exit_status"] == 0
     assert rows["once.1"]["pid"] is None and rows["once.1"]["port"] == BASE + 100
     assert rows["fails.1"]["exit_status"] == 3 and rows["fails.1"]["state"] == "exited"
+
+
+# Ignores SIGTERM: only the grace's SIGKILL ends it.
+STUBBORN = 'trap \'echo "$PS ignores TERM"\' TERM; echo "$PS up port=$PORT"; ' + (
+    "while :; do sleep 30 & wait $!; done"
+)
+
+
+def test_scale_down_uses_the_type_grace_then_kills(runner: Runner) -> None:
+    app = runner.app(f"web: {TRAPPING}\nworker: {STUBBORN}\n")
+    (app / "keelrun.toml").write_text("[processes.worker]\ngrace = 1\n")
+    k = runner.start(app, "-m", "worker=2", "-t", "20")
+    k.wait_ready("web.1", "worker.1", "worker.2")
+    pid = k.ps()["worker.2"]["pid"]
+    mark = k.mark()
+    assert k.client("scale", "worker=1").returncode == 0
+    k.wait_for_line(r"worker\.2\s+\| worker\.2 ignores TERM$", 10, mark)
+    assert k.ps()["worker.2"]["state"] == "stopping"
+    k.wait_for_line(r"keelrun\s+\| worker\.2 still running after 1s: SIGKILL", 10, mark)
+    _exited(k, "worker.2", mark)
+    rows = k.ps()
+    assert sorted(rows) == ["web.1", "worker.1"] and not alive(pid)
+    # Scale the last one away too, so that keelrun's own stop (-t 20) is quick.
+    mark = k.mark()
+    assert k.client("scale", "worker=0").returncode == 0
+    _exited(k, "worker.1", mark)
+
+
+def test_scale_up_while_scaling_down_keeps_the_instance(runner: Runner) -> None:
+    app = runner.app(f"web: {TRAPPING}\nworker: {STUBBORN}\n")
+    (app / "keelrun.toml").write_text("[processes.worker]\ngrace = 1\n")
+    k = runner.start(app, "-m", "worker=2", "-t", "1")
+    k.wait_ready("worker.1", "worker.2")
+    mark = k.mark()
+    assert k.client("scale", "worker=1").returncode == 0
+    k.wait_for_line(r"worker\.2\s+\| worker\.2 ignores TERM$", 10, mark)
+    assert k.client("scale", "worker=2").returncode == 0
+    # worker.2 is killed after its grace and comes back: scaled up again, it must run.
+    k.wait_for_line(r"worker\.2\s+\| worker\.2 up ", 10, mark)
+    row = k.ps()["worker.2"]
+    assert row["state"] == "running" and alive(row["pid"])

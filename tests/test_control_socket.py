@@ -188,3 +188,29 @@ def test_a_foreign_uid_is_refused_by_the_peer_check(runner: Runner) -> None:
         assert r.returncode == 0 and "web.1" in r.stdout
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_file_that_is_not_a_socket_is_left_alone(runner: Runner) -> None:
+    app = runner.app(PROCFILE)
+    (app / ".keelrun.sock").write_text("precious\n")
+    k = runner.start(app, wait=None)
+    assert k.wait_exit(15) == 1
+    k.wait_for_line(r"^keelrun: .*\.keelrun\.sock: exists and is not a socket$", 1)
+    assert "Traceback" not in k.output()
+    assert (app / ".keelrun.sock").read_text() == "precious\n"
+
+
+@pytest.mark.xfail(
+    reason="BUG: ControlServer.bind lets OSError from sock.bind escape: a --socket in a "
+    "missing directory gives a traceback",
+    strict=True,
+)
+def test_a_socket_in_a_missing_directory_is_a_one_line_error(runner: Runner) -> None:
+    app = runner.app(PROCFILE)
+    missing = runner.root / "no" / "such" / "dir" / "ctl.sock"
+    k = runner.start(app, "--socket", str(missing), wait=None)
+    assert k.wait_exit(15) in (1, 2)
+    out = k.output()
+    assert "Traceback" not in out, out
+    assert out.strip().splitlines() == [out.strip()] and str(missing) in out, out
+    assert "started" not in out

@@ -189,15 +189,10 @@ def test_fuzzed_keelrun_still_stops_cleanly(fuzzed: Keelrun, tmp_path: Path) -> 
     assert not Path(fuzzed.socket_path()).exists()
 
 
-# Digits of every script: "²" or "١" pass str.isdigit() but not always int().
+# Digits of every script: "²" passes str.isdigit() but not int() (it once killed keelrun).
 NUMERIC_TEXT = st.text(st.characters(categories=["Nd", "No", "Nl"]), min_size=1, max_size=4)
 
 
-@pytest.mark.xfail(
-    reason="BUG: parse_signal calls int() on any str.isdigit() text; '²' raises ValueError "
-    "out of the signal handler and kills keelrun",
-    strict=True,
-)
 @settings(
     max_examples=50,
     deadline=None,
