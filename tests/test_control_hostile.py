@@ -250,11 +250,6 @@ def test_a_follower_that_never_reads_is_dropped(runner: Runner) -> None:
 BIG = "head -c 2000000 /dev/zero | tr '\\0' y | fold -w 2000; echo; echo big-done; exec sleep 600"
 
 
-@pytest.mark.xfail(
-    reason="BUG: Connection._on_readable closes on EOF even while a reply is still being "
-    "written, so a client that half-closes (shutdown SHUT_WR, like nc -N) loses the reply",
-    strict=True,
-)
 def test_a_half_closed_client_still_gets_the_whole_reply(runner: Runner) -> None:
     k = runner.start(runner.app(f"big: {BIG}\n"))
     k.wait_for_line(r"big\.1\s+\| big-done$")

@@ -195,10 +195,6 @@ STUBBORN = 'trap \'echo "$PS ignores TERM"\' TERM; echo "$PS up port=$PORT"; ' +
 )
 
 
-@pytest.mark.xfail(
-    reason="BUG: scale during keelrun's stop spawns new instances (restart refuses, scale not)",
-    strict=True,
-)
 def test_scale_while_keelrun_stops_starts_nothing(runner: Runner) -> None:
     k = runner.start(runner.app(f"worker: {STUBBORN}\n"), "-t", "2")
     k.wait_ready("worker.1")

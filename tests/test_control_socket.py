@@ -200,11 +200,6 @@ def test_a_file_that_is_not_a_socket_is_left_alone(runner: Runner) -> None:
     assert (app / ".keelrun.sock").read_text() == "precious\n"
 
 
-@pytest.mark.xfail(
-    reason="BUG: ControlServer.bind lets OSError from sock.bind escape: a --socket in a "
-    "missing directory gives a traceback",
-    strict=True,
-)
 def test_a_socket_in_a_missing_directory_is_a_one_line_error(runner: Runner) -> None:
     app = runner.app(PROCFILE)
     missing = runner.root / "no" / "such" / "dir" / "ctl.sock"

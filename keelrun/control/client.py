@@ -26,16 +26,7 @@ class Client:
 
     def request(self, cmd: str, args: dict[str, Any], follow: bool = False) -> Iterator[dict]:
         """Send one request; yield every reply line as a dict."""
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        sock.settimeout(CONNECT_TIMEOUT)
-        try:
-            sock.connect(socket_address(self.path))
-        except (FileNotFoundError, ConnectionRefusedError):
-            sock.close()
-            raise RuntimeFailure(f"no keelrun is running on {self.path}") from None
-        except OSError as e:
-            sock.close()
-            raise RuntimeFailure(f"cannot connect to {self.path}: {e.strerror or e}") from None
+        sock = self._connect()
         try:
             request = {"v": VERSION, "cmd": cmd, "args": args}
             sock.sendall((json.dumps(request) + "\n").encode())
@@ -55,6 +46,27 @@ class Client:
                         yield json.loads(line)
         finally:
             sock.close()
+
+    def _connect(self) -> socket.socket:
+        deadline = time.monotonic() + CONNECT_TIMEOUT
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.settimeout(CONNECT_TIMEOUT)
+            try:
+                sock.connect(socket_address(self.path))
+                return sock
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+                raise RuntimeFailure(f"no keelrun is running on {self.path}") from None
+            except BlockingIOError:
+                # The listen backlog is full (many clients at once): try again shortly.
+                sock.close()
+                if time.monotonic() >= deadline:
+                    raise RuntimeFailure(f"keelrun on {self.path} is too busy") from None
+                time.sleep(0.01)
+            except OSError as e:
+                sock.close()
+                raise RuntimeFailure(f"cannot connect to {self.path}: {e.strerror or e}") from None
 
     def call(self, cmd: str, args: dict[str, Any]) -> Any:
         """A request with one reply; an error reply becomes the matching exception."""

@@ -29,7 +29,7 @@ from keelrun.control.protocol import (
     private_dir_for,
     socket_address,
 )
-from keelrun.errors import RuntimeFailure
+from keelrun.errors import InputError, RuntimeFailure
 from keelrun.supervisor.loop import Loop, Timer
 
 Reply = dict[str, Any]
@@ -58,6 +58,7 @@ class Connection:
         self.idle: Timer | None = server.loop.call_later(IDLE_TIMEOUT, self._idle_timeout)
         self._events = 0
         self.busy = False  # a request was taken
+        self.read_closed = False  # the peer shut down its sending side
 
     # -- reading ----------------------------------------------------------
     def on_event(self, mask: int) -> None:
@@ -77,7 +78,12 @@ class Connection:
             self.close()
             return
         if not data:
-            self.close()
+            if self.busy:
+                # Half-closed after its request: the reply is still owed.
+                self.read_closed = True
+                self._flush()
+            else:
+                self.close()
             return
         if self.busy:
             return  # one request per connection; input after it is ignored
@@ -146,7 +152,9 @@ class Connection:
         if not self.out and self.closing:
             self.close()
             return
-        want = selectors.EVENT_READ | (selectors.EVENT_WRITE if self.out else 0)
+        want = (0 if self.read_closed else selectors.EVENT_READ) | (
+            selectors.EVENT_WRITE if self.out else 0
+        )
         if want != self._events:
             self._events = want
             self.server.loop.set_events(self.fd, want, self.on_event)
@@ -186,7 +194,10 @@ class ControlServer:
         """Listen on the socket; refuse if a live keelrun holds it, replace a stale one."""
         address = self.address
         if address != str(self.path):
-            private_dir_for(address)
+            try:
+                private_dir_for(address)
+            except OSError as e:
+                raise RuntimeFailure(f"{address}: {e.strerror or e}") from None
         if os.path.lexists(address):
             st = os.lstat(address)
             if not stat.S_ISSOCK(st.st_mode):
@@ -198,9 +209,12 @@ class ControlServer:
         old_umask = os.umask(0o177)  # created 0600: no window where others may connect
         try:
             sock.bind(address)
+            os.chmod(address, 0o600)
+        except OSError as e:
+            sock.close()
+            raise InputError(str(self.path), f"cannot listen: {e.strerror or e}") from None
         finally:
             os.umask(old_umask)
-        os.chmod(address, 0o600)
         sock.listen(128)
         sock.setblocking(False)
         st = os.stat(address)

@@ -98,6 +98,8 @@ class Commands:
             lines = e.lines() if hasattr(e, "lines") else [str(e)]
             raise RequestError("; ".join(lines)) from None
         sup = self.sup
+        if sup.shutting_down:
+            raise RequestError("keelrun is stopping", "runtime")
         for name, _op, _n in parsed:
             if sup.settings.type_named(name) is None:
                 raise RequestError(f'unknown process type "{name}"')
@@ -189,6 +191,8 @@ class Commands:
 
         if self.overrides is None:
             raise RequestError("this keelrun cannot reload", "runtime")
+        if self.sup.shutting_down:
+            raise RequestError("keelrun is stopping", "runtime")
         try:
             settings = load_settings(self.overrides)
         except InputError as e:

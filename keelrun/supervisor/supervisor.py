@@ -148,6 +148,8 @@ class Supervisor:
         return env
 
     def _spawn(self, inst: Instance, announce: bool = True) -> None:
+        if self.shutting_down:
+            return  # nothing new starts once keelrun is stopping
         if self.leftovers:
             # A new incarnation never runs beside the leftovers of the last one.
             self.leftovers.stop(inst.name)
@@ -455,11 +457,8 @@ class Supervisor:
         grace = 0.0
         for inst in self.instances.values():
             if inst.pid is not None:
-                if inst.state is not State.STOPPING:
-                    inst.state = State.STOPPING
-                    inst.probe = _cancel(inst.probe)
-                    inst.timer = _cancel(inst.timer)
-                    spawn.signal_group(inst.pid, inst.ptype.stop_signal)
+                # Each instance gets its own type's grace before its SIGKILL.
+                self._stop_process(inst, Intent.STOP)
                 grace = max(grace, inst.ptype.grace)
             else:
                 inst.timer = _cancel(inst.timer)
@@ -467,9 +466,10 @@ class Supervisor:
                     inst.state = State.STOPPED
         self.leftovers.stop()
         # Descendants that left their groups (daemons that called setsid).
-        for pid in self._strays():
+        strays = self._strays()
+        for pid in strays:
             _kill_pid(pid, signal.SIGTERM)
-        grace = max(grace, self.leftovers.max_grace())
+        grace = max(grace, self.leftovers.max_grace(), self.settings.timeout if strays else 0.0)
         self._stop_deadline = time.monotonic() + grace
         self._stop_timer = self.loop.call_at(self._stop_deadline, self._grace_over)
         self._check_done()
