@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import shutil
+import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -154,14 +157,55 @@ def test_load_invalid_utf8(tmp_path: Path) -> None:
     assert str(e.value) == "Procfile:2: not valid UTF-8"
 
 
-@pytest.mark.skipif(os.geteuid() == 0, reason="root reads files whatever their mode")
 def test_load_unreadable(tmp_path: Path) -> None:
-    path = tmp_path / "Procfile"
-    path.write_text("web: a\n")
-    path.chmod(0)
-    with pytest.raises(InputError) as e:
-        load_procfile(path, "Procfile")
-    assert str(e.value) == "Procfile: cannot read: Permission denied"
+    if os.geteuid() != 0:
+        path = tmp_path / "Procfile"
+        path.write_text("web: a\n")
+        path.chmod(0)
+        with pytest.raises(InputError) as e:
+            load_procfile(path, "Procfile")
+        assert str(e.value) == "Procfile: cannot read: Permission denied"
+        return
+    # Root reads any file, so the check runs as nobody (uid 65534) on a file of
+    # root's that nobody may not read.
+    system_python = shutil.which("python3", path="/usr/bin:/bin")
+    if shutil.which("setpriv") is None or system_python is None:
+        pytest.skip("needs setpriv and a system python3 to run as a second user")
+    shared = Path(tempfile.mkdtemp(prefix="keelrun-unreadable-"))
+    try:
+        shared.chmod(0o755)
+        (shared / "Procfile").write_text("web: a\n")
+        (shared / "Procfile").chmod(0o600)
+        code = (
+            "import sys; sys.path.insert(0, sys.argv[1])\n"
+            "from keelrun.procfile import load_procfile\n"
+            "from keelrun.errors import InputError\n"
+            "try: load_procfile(sys.argv[2], 'Procfile')\n"
+            "except InputError as e: print(e)\n"
+        )
+        repo = str(Path(__file__).resolve().parent.parent)
+        out = subprocess.run(
+            [
+                "setpriv",
+                "--reuid=65534",
+                "--regid=65534",
+                "--clear-groups",
+                system_python,
+                "-S",
+                "-c",
+                code,
+                repo,
+                str(shared / "Procfile"),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        if "No module named" in out.stderr or "Permission denied: '" in out.stderr:
+            pytest.skip(f"the repository is not readable by uid 65534: {out.stderr.strip()}")
+        assert out.stdout.strip() == "Procfile: cannot read: Permission denied", out
+    finally:
+        shutil.rmtree(shared)
 
 
 def test_load_reads_file(tmp_path: Path) -> None:
