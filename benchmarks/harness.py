@@ -309,7 +309,20 @@ def _keelrun(
     return argv
 
 
+def _compile_keelrun() -> None:
+    """Byte-compile this checkout, as `pip install .` does for a user.
+
+    An editable install run with PYTHONDONTWRITEBYTECODE set (as some
+    sandboxes do) would otherwise compile every module on every start, and
+    the start-up figures would measure the compiler, not keelrun.
+    """
+    import compileall
+
+    compileall.compile_dir(str(REPO / "keelrun"), quiet=1)
+
+
 def _keelrun_supervisor() -> Supervisor:
+    _compile_keelrun()
     found = find_program("keelrun")
     if found is not None:
         return Supervisor("keelrun", [found], _keelrun, json_capable=True)

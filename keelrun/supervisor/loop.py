@@ -43,6 +43,7 @@ class Loop:
         self._seq = itertools.count()
         self._signal_handlers: dict[int, Callable[[int], None]] = {}
         self._after_iteration: list[Callable[[], None]] = []
+        self._idle: list[Timer] = []
         self._running = False
         self._wake_r, self._wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         self.selector.register(self._wake_r, selectors.EVENT_READ, self._on_wakeup)
@@ -76,6 +77,11 @@ class Loop:
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
         return self.call_at(time.monotonic() + delay, callback)
+
+    def when_idle(self, callback: Callable[[], None], at_most: float) -> None:
+        """Run callback once no fd is ready, or after ``at_most`` seconds whatever happens."""
+        timer = self.call_later(at_most, callback)
+        self._idle.append(timer)
 
     def after_iteration(self, callback: Callable[[], None]) -> None:
         """Run callback after each batch of events (output is flushed there)."""
@@ -134,8 +140,19 @@ class Loop:
                 heapq.heappop(timers)
             if timers:
                 timeout = max(0.0, timers[0][0] - time.monotonic())
-            for key, mask in select(timeout):
+            if self._idle:
+                self._idle = [t for t in self._idle if not t.cancelled]
+                if self._idle:
+                    timeout = 0.0
+            events = select(timeout)
+            for key, mask in events:
                 key.data(mask)
+            if self._idle and not events:
+                idle, self._idle = self._idle, []
+                for timer in idle:
+                    if not timer.cancelled:
+                        timer.cancelled = True
+                        timer.callback()
             if timers:
                 now = time.monotonic()
                 while timers and (timers[0][0] <= now or timers[0][2].cancelled):

@@ -34,6 +34,7 @@ from keelrun.supervisor.output import Formatter, Output
 
 PROBE_INTERVAL = 0.1  # port readiness probe, only while an instance is starting
 STOP_CHECK = 0.05  # re-check of groups being stopped, only while any are
+ANNOUNCE_WITHIN = 0.2  # the started events of the initial formation, at the latest
 FINAL_REAP = 1.0  # after SIGKILL, how long to wait for the kernel to deliver the deaths
 
 
@@ -89,10 +90,10 @@ class Supervisor:
                     started.append((inst, inst.last_pid))
             else:
                 inst.state = State.HELD
-        # Announced from the loop's first turn: the events' first use imports
-        # structlog, which must not delay reading the children's first lines.
+        # Announced once the children's first lines are out (or after 0.2 s):
+        # the first event imports structlog, which must not delay them.
         self._unannounced = started
-        self.loop.call_later(0, self._announce_formation)
+        self.loop.when_idle(self._announce_formation, at_most=ANNOUNCE_WITHIN)
 
     def _announce_formation(self) -> None:
         self._flush_announcements()
