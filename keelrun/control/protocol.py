@@ -9,9 +9,7 @@ Reply:    {"ok": true, "result": ...}\\n
 
 from __future__ import annotations
 
-import hashlib
 import os
-import tempfile
 from pathlib import Path
 
 VERSION = 1
@@ -34,6 +32,9 @@ def socket_address(path: Path) -> str:
     raw = os.fsencode(str(path))
     if len(raw) <= SUN_PATH_MAX:
         return str(path)
+    import hashlib  # only for long paths: both cost import time on the start path
+    import tempfile
+
     base = os.environ.get("XDG_RUNTIME_DIR") or tempfile.gettempdir()
     digest = hashlib.sha256(raw).hexdigest()[:24]
     return str(Path(base) / f"keelrun-{os.getuid()}" / f"{digest}.sock")
