@@ -122,9 +122,14 @@ def test_clean_exits_never_count_as_failures_but_back_off() -> None:
 def test_states() -> None:
     assert State.HELD.public == "starting"
     assert State.READY.public == "ready"
-    assert {s for s in State if s.alive} == {
-        State.STARTING,
-        State.RUNNING,
-        State.READY,
-        State.STOPPING,
+    # Every public state name is one of the SPEC's eight.
+    assert {s.public for s in State} == {
+        "starting",
+        "running",
+        "ready",
+        "stopping",
+        "backoff",
+        "stopped",
+        "exited",
+        "failed",
     }

@@ -33,11 +33,6 @@ class State(enum.Enum):
     def public(self) -> str:
         return "starting" if self is State.HELD else self.value
 
-    @property
-    def alive(self) -> bool:
-        """A process of this instance exists (or may still exist)."""
-        return self in (State.STARTING, State.RUNNING, State.READY, State.STOPPING)
-
 
 def exit_code(wait_status: int) -> int:
     """A shell-style exit code: the status, or 128+N for death by signal N."""

@@ -54,7 +54,6 @@ class Supervisor:
         self.loop = loop
         self.events = events
         self.formatter = formatter
-        self.output = output
         self.extra_env = extra_env
         self.ignore_pids = ignore_pids  # our own helpers (the guardian)
         self.instances: dict[str, Instance] = {}
@@ -65,7 +64,6 @@ class Supervisor:
         self.forced = False
         self.exit_status: int | None = None
         self._ended = 0
-        self._stop_deadline = 0.0
         self._stop_timer: Any = None
         self.pipes = LogPipes(loop, formatter, output, self._check_log_ready)
         self.active_types: list[str] = []
@@ -471,8 +469,7 @@ class Supervisor:
         for pid in strays:
             _kill_pid(pid, signal.SIGTERM)
         grace = max(grace, self.leftovers.max_grace(), self.settings.timeout if strays else 0.0)
-        self._stop_deadline = time.monotonic() + grace
-        self._stop_timer = self.loop.call_at(self._stop_deadline, self._grace_over)
+        self._stop_timer = self.loop.call_later(grace, self._grace_over)
         self._check_done()
 
     def force_stop(self) -> None:
@@ -484,9 +481,8 @@ class Supervisor:
         self.leftovers.kill()
         for pid in self._strays():
             _kill_pid(pid, signal.SIGKILL)
-        self._stop_deadline = time.monotonic() + FINAL_REAP
-        self._stop_timer = _cancel(self._stop_timer)
-        self._stop_timer = self.loop.call_at(self._stop_deadline, self.loop.stop)
+        _cancel(self._stop_timer)
+        self._stop_timer = self.loop.call_later(FINAL_REAP, self.loop.stop)
         self._check_done()
 
     def _grace_over(self) -> None:
