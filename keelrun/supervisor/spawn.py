@@ -22,6 +22,8 @@ import signal
 import subprocess
 import sys
 
+from keelrun.supervisor.shellcmd import exec_form
+
 SHELL = "/bin/sh"
 PR_SET_CHILD_SUBREAPER = 36
 # Python itself ignores these; Popen(restore_signals=True) resets them in children.
@@ -61,9 +63,12 @@ def reset_inherited_signals(keep: set[int]) -> None:
 def spawn_shell(
     command: str, env: dict[str, str], stdout_w: int, stderr_w: int
 ) -> subprocess.Popen[bytes]:
-    """Start `/bin/sh -c command` in a new session (its pid is its pgid)."""
+    """Start `/bin/sh -c command` in a new session (its pid is its pgid).
+
+    A single simple command is exec'd by the shell (see shellcmd.py).
+    """
     return subprocess.Popen(
-        [SHELL, "-c", command],
+        [SHELL, "-c", exec_form(command)],
         stdin=subprocess.DEVNULL,
         stdout=stdout_w,
         stderr=stderr_w,
