@@ -77,9 +77,9 @@ def keelrun():
     At teardown every run is killed if still running, and the test fails if any
     process carrying the run's marker is left behind.
     """
-    from support.runner import Launcher
+    from support.runner import Keelrun, RunSet
 
-    launcher = Launcher()
+    launcher = RunSet(Keelrun)
     yield launcher
     problems = launcher.finish()
     assert not problems, "; ".join(problems)
@@ -87,11 +87,11 @@ def keelrun():
 
 @pytest.fixture
 def runner(tmp_path: Path):  # type: ignore[no-untyped-def]
-    """Background `keelrun start`s for the control-socket tests (tests/control_support.py).
+    """Background `keelrun start`s for the control-socket tests (tests/support/control.py).
 
     Teardown stops them and fails the test if any process they started is left.
     """
-    from control_support import Runner
+    from support.control import Runner
 
     r = Runner(tmp_path)
     yield r
@@ -101,13 +101,14 @@ def runner(tmp_path: Path):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def fault_runs():
-    """Background keelruns for the fault, limit and chaos tests (tests/fault_support.py).
+    """Background keelruns for the fault, limit and chaos tests (tests/support/faults.py).
 
     Teardown SIGKILLs what is left and fails the test if any marked process remained.
     """
-    from fault_support import Runs
+    from support.faults import Run
+    from support.runner import RunSet
 
-    factory = Runs()
+    factory = RunSet(Run)
     yield factory
     problems = factory.finish()
     assert not problems, "; ".join(problems)

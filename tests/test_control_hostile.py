@@ -11,7 +11,9 @@ import time
 from typing import Any
 
 import pytest
-from control_support import TRAPPING, Keelrun, Runner, alive, raw_request, read_replies
+from support.control import TRAPPING, Keelrun, Runner
+from support.procs import alive
+from support.wire import raw_request, read_replies
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,8 @@ import re
 import signal
 
 import pytest
-from control_support import TRAPPING, Keelrun, Runner, alive
+from support.control import TRAPPING, Keelrun, Runner
+from support.procs import alive
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -8,7 +8,7 @@ import signal
 import threading
 
 import pytest
-from control_support import TRAPPING, Keelrun, Runner, lines_of, wait_in
+from support.control import TRAPPING, Keelrun, Runner, lines_of, wait_in
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -7,7 +7,8 @@ import signal
 from collections.abc import Callable
 
 import pytest
-from control_support import TRAPPING, Keelrun, Runner, alive, proc_environ
+from support.control import TRAPPING, Keelrun, Runner
+from support.procs import alive, proc_environ
 
 pytestmark = pytest.mark.timeout(60)
 

@@ -12,7 +12,8 @@ import tempfile
 from pathlib import Path
 
 import pytest
-from control_support import TRAPPING, Keelrun, Runner, alive, wait_until
+from support.control import TRAPPING, Keelrun, Runner
+from support.procs import alive, wait_until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -132,26 +133,8 @@ def _python_for_nobody() -> str:
     pytest.skip("no python3 that uid 65534 may run")
 
 
-RAW_CLIENT = r"""
-import json, socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5)
-s.connect(sys.argv[1])
-try:
-    s.sendall(b'{"v": 1, "cmd": "stop", "args": {}}\n')
-except OSError:
-    pass
-buf = b""
-while True:
-    try:
-        chunk = s.recv(65536)
-    except ConnectionResetError:
-        break
-    if not chunk:
-        break
-    buf += chunk
-print(json.dumps({"closed": True, "replies": [json.loads(x) for x in buf.splitlines() if x]}))
-"""
+# Run as a script by uid 65534: one `stop` request, the replies printed as JSON.
+RAW_CLIENT = Path(__file__).resolve().parent / "support" / "wire.py"
 
 
 @pytest.mark.skipif(os.getuid() != 0, reason="setpriv to another uid needs root")
@@ -168,7 +151,7 @@ def test_a_foreign_uid_is_refused_by_the_peer_check(runner: Runner) -> None:
         pid = k.ps()["web.1"]["pid"]
         path.chmod(0o777)
         r = subprocess.run(
-            [*NOBODY, python, "-c", RAW_CLIENT, str(path)],
+            [*NOBODY, python, str(RAW_CLIENT), str(path), "stop"],
             capture_output=True,
             text=True,
             timeout=20,

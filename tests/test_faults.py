@@ -18,7 +18,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_support import PY, Runs, pid_alive, wait_until, write_app
+from support.faults import PY, Runs, write_app
+from support.procs import alive, poll_until
 
 from keelrun.supervisor.loop import Loop
 
@@ -58,7 +59,7 @@ def test_child_that_closes_its_output_stays_supervised(tmp_path: Path, fault_run
     rows = {r["name"]: r for r in run.ps()}
     for name in ("out.1", "both.1"):
         assert rows[name]["state"] == "running", rows[name]
-        assert pid_alive(rows[name]["pid"])
+        assert alive(rows[name]["pid"])
 
     # Its exit is still seen although neither pipe is open any more.
     start = run.mark()
@@ -91,7 +92,7 @@ def test_exit_seen_while_grandchild_holds_the_pipe(
     run.wait_for_line(r"leader\.1 \(pid \d+\) exited with status 4", 5)
     assert time.monotonic() - seen < 2.0, "exit reported late: keelrun waited for the pipe"
     # The rest of the group is stopped (SIGKILL after the 1 s grace if it ignores TERM).
-    assert wait_until(lambda: not pid_alive(bg), 5), "grandchild outlived its instance"
+    assert poll_until(lambda: not alive(bg), 5), "grandchild outlived its instance"
     run.wait_for_socket()
     rows = {r["name"]: r for r in run.ps()}
     assert rows["leader.1"]["state"] == "exited" and rows["leader.1"]["exit_status"] == 4
@@ -149,7 +150,7 @@ def test_reload_without_procfile_changes_nothing(tmp_path: Path, fault_runs: Run
     run.wait_for_line(r"Procfile", 5, start)
     rows = run.ps()
     assert {r["name"]: r["pid"] for r in rows} == before
-    assert all(r["state"] == "running" and pid_alive(r["pid"]) for r in rows)
+    assert all(r["state"] == "running" and alive(r["pid"]) for r in rows)
     assert run.proc.poll() is None
     assert run.client("stop").returncode == 0
     assert run.wait(10) == 0
@@ -200,7 +201,7 @@ def test_grace_and_backoff_survive_clock_jumps(tmp_path: Path, fault_runs: Runs,
         tmp_path / "app",
         "crash: echo up; exit 1\nstubborn: trap '' TERM; echo up; while true; do sleep 1; done\n",
     )
-    from fault_support import base_env
+    from support.runner import base_env
 
     env = base_env()
     env["PYTHONPATH"] = os.pathsep.join([str(hook), env["PYTHONPATH"]])
@@ -286,7 +287,7 @@ def test_escaped_term_ignoring_descendant_is_killed_at_stop(
     run.signal(signal.SIGTERM)
     assert run.wait(15) == 0
     assert time.monotonic() - started < 6
-    assert not pid_alive(pid)
+    assert not alive(pid)
     assert run.leftovers() == []
 
 
@@ -317,7 +318,7 @@ def test_bounded_fork_bomb_is_stopped_whole(tmp_path: Path, fault_runs: Runs) ->
     write_app(app, f"bomb: {_script(app, 'bomb.py', FORK_TREE)}\n")
     run = fault_runs("start", "--no-timestamp", "-t", "1", cwd=app)
     run.wait_for_line(r"\| grown$", 20)
-    assert wait_until(lambda: len(run.leftovers()) >= 85, 10), len(run.leftovers())
+    assert poll_until(lambda: len(run.leftovers()) >= 85, 10), len(run.leftovers())
     started = time.monotonic()
     run.signal(signal.SIGTERM)
     assert run.wait(20) == 0
@@ -335,8 +336,8 @@ def test_keelrun_sigkilled_leaves_nothing(tmp_path: Path, fault_runs: Runs) -> N
     run.wait_for_line(r"started plain\.1")
     run.proc.kill()
     run.wait(10)
-    assert wait_until(lambda: not run.leftovers(), 5), run.leftovers()
-    assert not pid_alive(int(m.group(1)))
+    assert poll_until(lambda: not run.leftovers(), 5), run.leftovers()
+    assert not alive(int(m.group(1)))
 
 
 def test_signal_storm_is_harmless(tmp_path: Path, fault_runs: Runs) -> None:
@@ -375,14 +376,14 @@ def test_stopped_child_is_killed_after_the_grace(tmp_path: Path, fault_runs: Run
             data = f.read()
         return data[data.rfind(b")") + 2 : data.rfind(b")") + 3] == b"T"
 
-    assert wait_until(stopped, 5)
+    assert poll_until(stopped, 5)
     run.wait_for_socket()
     assert run.ps()[0]["state"] == "running"  # stopped by a signal is still alive
     started = time.monotonic()
     run.signal(signal.SIGTERM)
     assert run.wait(10) == 0
     assert 0.9 <= time.monotonic() - started < 5
-    assert not pid_alive(pid)
+    assert not alive(pid)
 
 
 BIG_LINES = """

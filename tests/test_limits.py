@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 import pytest
-from fault_support import Runs, pid_alive, wait_until, write_app
+from support.faults import Runs, write_app
+from support.procs import alive, poll_until
 
 FD_LIMIT = 64
 
@@ -50,14 +51,14 @@ def test_scaling_past_the_fd_limit(tmp_path: Path, fault_runs: Runs) -> None:
     rows = {r["name"]: r for r in run.ps()}
     for name, pid in first.items():
         assert rows[name]["pid"] == pid and rows[name]["state"] == "running"
-        assert pid_alive(pid)
+        assert alive(pid)
     running = [r for r in rows.values() if r["state"] == "running"]
     assert 3 < len(running) < 40
 
     # Scaling back down frees the descriptors and stops the extras gracefully.
     assert run.client("scale", "s=2").returncode == 0
-    assert wait_until(lambda: len(run.ps()) == 2, 10), run.ps()
-    assert not pid_alive(first["s.3"])
+    assert poll_until(lambda: len(run.ps()) == 2, 10), run.ps()
+    assert not alive(first["s.3"])
     start = run.mark()
     result = run.client("scale", "s=+1")  # a spawn works again once fds are free
     assert result.returncode == 0, result.stderr
@@ -65,7 +66,7 @@ def test_scaling_past_the_fd_limit(tmp_path: Path, fault_runs: Runs) -> None:
 
     assert run.client("stop").returncode == 0
     assert run.wait(15) == 0
-    assert not any(pid_alive(p) for p in first.values())
+    assert not any(alive(p) for p in first.values())
 
 
 def _start_500(tmp_path: Path, fault_runs: Runs):
@@ -74,7 +75,7 @@ def _start_500(tmp_path: Path, fault_runs: Runs):
     run.wait_for_line(r"started sleeper\.500 ", 30)
     pids = [int(m) for m in re.findall(r"started sleeper\.\d+ \(pid (\d+)", "\n".join(run.lines))]
     assert len(set(pids)) == 500
-    assert wait_until(lambda: all(pid_alive(p) for p in pids), 10)
+    assert poll_until(lambda: all(alive(p) for p in pids), 10)
     run.wait_for_socket()
     return run, pids
 
@@ -87,7 +88,7 @@ def test_500_instances_start_and_stop_within_the_grace(tmp_path: Path, fault_run
     assert time.monotonic() - started < 5 + 3  # within the grace, plus margin
     stopped = [line for line in run.lines if "killed by SIGTERM" in line]
     assert len(stopped) == 500
-    assert not any(pid_alive(p) for p in pids)
+    assert not any(alive(p) for p in pids)
     assert run.leftovers() == []
 
 
@@ -140,7 +141,7 @@ def test_out_of_fds_with_a_client_waiting_does_not_spin(tmp_path: Path, fault_ru
             s.connect(str(run.socket_path))
             idle.append(s)
             # Accepted: keelrun holds one more descriptor.
-            assert wait_until(lambda b=before: len(os.listdir(fd_dir)) > b, 5)
+            assert poll_until(lambda b=before: len(os.listdir(fd_dir)) > b, 5)
         waiting = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         waiting.connect(str(run.socket_path))
         idle.append(waiting)

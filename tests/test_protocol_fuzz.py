@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from control_support import TRAPPING, Keelrun, Runner, read_replies
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from support.control import TRAPPING, Keelrun, Runner
+from support.wire import read_replies, recv_replies
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -53,15 +54,7 @@ def _exchange(path: str, data: bytes) -> list[dict[str, Any]] | None:
             s.shutdown(socket.SHUT_WR)  # no more request bytes: the server must not wait
         except (BrokenPipeError, ConnectionResetError):
             pass  # refused mid-send: a reply or the close is still readable
-        buf = b""
-        while b"\n" not in buf:
-            try:
-                chunk = s.recv(65536)
-            except ConnectionResetError:
-                break
-            if not chunk:
-                break
-            buf += chunk
+        buf = recv_replies(s, first_only=True)
         assert time.monotonic() - started < REPLY_BOUND
     if not buf:
         return None

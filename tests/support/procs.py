@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import signal
 import threading
 import time
 from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def _stat_fields(pid: int) -> list[bytes] | None:
@@ -113,16 +117,24 @@ def wait_gone(pids: Iterable[int], timeout: float) -> list[int]:
             os.close(fd)
 
 
-def wait_until(
-    predicate: Callable[[], bool], timeout: float, what: str, step: float = 0.02
-) -> None:
-    """For states the kernel sends no event for (e.g. "no zombie left"): re-check until a bound."""
+def poll_until(predicate: Callable[[], T], timeout: float, step: float = 0.02) -> T:
+    """For states the kernel sends no event for (e.g. "no zombie left"): re-check until
+    the predicate holds or ``timeout`` passes; returns its last value (falsy on timeout)."""
     deadline = time.monotonic() + timeout
     pause = threading.Event()
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for: {what}")
+    while True:
+        value = predicate()
+        if value or time.monotonic() >= deadline:
+            return value
         pause.wait(step)
+
+
+def wait_until(predicate: Callable[[], T], timeout: float, what: str, step: float = 0.02) -> T:
+    """poll_until that fails the test on timeout; returns the predicate's (truthy) value."""
+    value = poll_until(predicate, timeout, step)
+    if not value:
+        raise AssertionError(f"timed out after {timeout:g}s waiting for: {what}")
+    return value
 
 
 def rss_kib(pid: int) -> int:
@@ -149,6 +161,17 @@ def kill_all(pids: Iterable[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
+def reap_marked(marker: str, grace: float) -> list[str]:
+    """Give the processes carrying ``marker`` up to ``grace`` seconds to end on their own
+    (re-scanning, so late-born ones count too), SIGKILL the rest; returns those killed,
+    described while they still had a command line."""
+    poll_until(lambda: not marked_pids(marker), grace, step=0.05)
+    left = marked_pids(marker)
+    described = [_described(pid) for pid in left]
+    kill_all(left, signal.SIGKILL)
+    return described
+
+
 def ns_pids(pid: int) -> list[int]:
     """The pid as seen from each pid namespace, outermost first (NSpid)."""
     with open(f"/proc/{pid}/status") as f:
@@ -173,3 +196,19 @@ def cmdline(pid: int) -> str:
             return f.read().replace(b"\0", b" ").decode(errors="replace").strip()
     except OSError:
         return "?"
+
+
+def _described(pid: int) -> str:
+    return f"{pid} ({cmdline(pid)[:200]})"
+
+
+def describe(pids: Iterable[int]) -> str:
+    """ "pid (command line)" of each, for failure messages."""
+    return ", ".join(_described(pid) for pid in pids)
+
+
+def proc_environ(pid: int) -> dict[str, str]:
+    with open(f"/proc/{pid}/environ", "rb") as f:
+        raw = f.read()
+    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
+    return {k.decode(): v.decode(errors="replace") for k, v in pairs}

@@ -12,11 +12,11 @@ import sys
 import threading
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
-from support.procs import kill_all, marked_pids, wait_gone
+from support.procs import describe, kill_all, marked_pids, wait_gone
 
 REPO = Path(__file__).resolve().parents[2]
 CHILDREN = Path(__file__).resolve().parent / "children"
@@ -229,31 +229,30 @@ class Keelrun:
         return problems
 
 
-def describe(pids: list[int]) -> str:
-    out = []
-    for pid in pids:
-        try:
-            with open(f"/proc/{pid}/cmdline", "rb") as f:
-                cmd = f.read().replace(b"\0", b" ").decode(errors="replace").strip()
-        except OSError:
-            cmd = "?"
-        out.append(f"{pid} ({cmd})")
-    return ", ".join(out)
+class Finishing(Protocol):
+    def finish(self) -> list[str]: ...
 
 
-class Launcher:
-    """The `keelrun` fixture: starts runs and checks at teardown that none left anything."""
+R = TypeVar("R", bound=Finishing)
 
-    def __init__(self) -> None:
-        self.runs: list[Keelrun] = []
 
-    def start(self, *args: str, cwd: Path, **kw: Any) -> Keelrun:
-        run = Keelrun(args, cwd=cwd, **kw)
+class RunSet(Generic[R]):
+    """The runs one test started (``make(args, cwd=..., **kw)`` makes each); ``finish``
+    kills what is left of them and returns the problems found, for the fixture to fail on."""
+
+    def __init__(self, make: Callable[..., R]) -> None:
+        self.make = make
+        self.runs: list[R] = []
+
+    def start(self, *args: str, cwd: Path, **kw: Any) -> R:
+        run = self.make(args, cwd=cwd, **kw)
         self.runs.append(run)
         return run
 
+    __call__ = start
+
     def finish(self) -> list[str]:
-        problems = []
+        problems: list[str] = []
         for run in self.runs:
             problems += run.finish()
         return problems

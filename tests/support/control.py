@@ -9,22 +9,21 @@ test if anything was.
 from __future__ import annotations
 
 import contextlib
-import json
-import os
-import queue
 import re
 import signal
-import socket
 import subprocess
 import sys
 import threading
 import time
 import uuid
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from conftest import clean_environ, make_app
+
+from support.lines import LineLog
+from support.procs import reap_marked
+from support.wire import raw_request, request_line
 
 MARKER_VAR = "KEELRUN_TEST_MARKER"
 KEELRUN = [sys.executable, "-m", "keelrun"]
@@ -39,60 +38,15 @@ TRAPPING = (
 )
 
 
-def marked_pids(marker: str) -> list[int]:
-    """Live processes whose environment holds KEELRUN_TEST_MARKER=marker."""
-    needle = f"{MARKER_VAR}={marker}".encode()
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            environ = Path(f"/proc/{entry}/environ").read_bytes()
-        except OSError:
-            continue  # gone, or a kernel thread
-        if needle in environ.split(b"\0"):
-            found.append(int(entry))
-    return found
-
-
-def proc_environ(pid: int) -> dict[str, str]:
-    raw = Path(f"/proc/{pid}/environ").read_bytes()
-    pairs = (item.split(b"=", 1) for item in raw.split(b"\0") if b"=" in item)
-    return {k.decode(): v.decode(errors="replace") for k, v in pairs}
-
-
-def alive(pid: int) -> bool:
-    """A live process, not a zombie."""
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return False
-    return stat.rsplit(")", 1)[1].split()[0] != "Z"
-
-
-def wait_until(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    """Poll a condition of the outside world (no event to wait on) up to timeout."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
-
-
-class Keelrun:
+class Keelrun(LineLog):
     """`python -m keelrun start ARGS` in an app folder, stdout read by a thread."""
 
     def __init__(self, app: Path, args: tuple[str, ...], env: dict[str, str]) -> None:
+        super().__init__()
         self.app = app
         self.env = env
         self.marker = env[MARKER_VAR]
         self.socket_flag = args[args.index("--socket") + 1] if "--socket" in args else None
-        self.lines: list[str] = []
-        self._cond = threading.Condition()
-        self._queue: queue.Queue[str | None] = queue.Queue()
         self.proc = subprocess.Popen(
             [*KEELRUN, "start", *args],
             cwd=app,
@@ -101,52 +55,13 @@ class Keelrun:
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
         )
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
         assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            line = raw.decode("utf-8", "replace").rstrip("\n")
-            self._queue.put(line)
-            with self._cond:
-                self.lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._queue.put(None)
-            self._cond.notify_all()
+        self._reader = self._collect(self.proc.stdout)
 
     # -- output ------------------------------------------------------------
-    def mark(self) -> int:
-        """An index into the output: wait_for_line(since=mark) sees only later lines."""
-        with self._cond:
-            return len(self.lines)
-
-    def wait_for_line(self, pattern: str, timeout: float = 10.0, since: int = 0) -> re.Match[str]:
-        """The first line from ``since`` on that matches ``pattern`` (re.search)."""
-        rx = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        i = since
-        with self._cond:
-            while True:
-                while i < len(self.lines):
-                    m = rx.search(self.lines[i])
-                    if m:
-                        return m
-                    i += 1
-                left = deadline - time.monotonic()
-                if left <= 0 or (self.proc.poll() is not None and not self._reader.is_alive()):
-                    tail = "\n".join(self.lines[-30:])
-                    raise AssertionError(f"no line matching {pattern!r} in {timeout:g}s:\n{tail}")
-                self._cond.wait(left)
-
-    def wait_for_lines(self, patterns: list[str], timeout: float = 10.0, since: int = 0) -> None:
+    def wait_for_lines(self, patterns: list[str], timeout: float = 10.0, start: int = 0) -> None:
         for p in patterns:
-            self.wait_for_line(p, timeout, since)
-
-    def output(self) -> str:
-        with self._cond:
-            return "\n".join(self.lines)
+            self.wait_for_line(p, timeout, start)
 
     # -- clients -----------------------------------------------------------
     def client(
@@ -170,11 +85,7 @@ class Keelrun:
         return socket_address(resolve_socket_path(str(self.app), self.socket_flag, self.env))
 
     def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> dict:
-        replies = raw_request(
-            self.socket_path(),
-            (json.dumps({"v": 1, "cmd": cmd, "args": args or {}}) + "\n").encode(),
-            timeout,
-        )
+        replies = raw_request(self.socket_path(), request_line(cmd, args), timeout)
         assert replies, f"no reply to {cmd}"
         return replies[0]
 
@@ -201,45 +112,10 @@ class Keelrun:
         return code
 
 
-def raw_request(path: str, data: bytes, timeout: float = 10.0) -> list[dict]:
-    """Send bytes on a fresh connection; every reply line until the server closes."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(timeout)
-        s.connect(path)
-        s.sendall(data)
-        return read_replies(s)
-
-
-def read_replies(s: socket.socket) -> list[dict]:
-    buf = b""
-    while True:
-        try:
-            chunk = s.recv(65536)
-        except ConnectionResetError:
-            break
-        if not chunk:
-            break
-        buf += chunk
-    return [json.loads(line) for line in buf.split(b"\n") if line.strip()]
-
-
 def test_env(marker: str, **extra: str) -> dict[str, str]:
     env = clean_environ(**extra)
     env[MARKER_VAR] = marker
     return env
-
-
-def reap_marked(marker: str, grace: float = 5.0) -> list[int]:
-    """Wait up to grace for marked processes to end, SIGKILL the rest; returns those killed."""
-    deadline = time.monotonic() + grace
-    left = [p for p in marked_pids(marker) if alive(p)]
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = [p for p in marked_pids(marker) if alive(p)]
-    for pid in left:
-        with contextlib.suppress(OSError):
-            os.kill(pid, signal.SIGKILL)
-    return left
 
 
 class Runner:
@@ -294,7 +170,7 @@ class Runner:
             if k.proc.poll() is None:
                 k.proc.kill()
                 k.proc.wait(5)
-        return reap_marked(self.marker)
+        return reap_marked(f"{MARKER_VAR}={self.marker}", grace=5.0)
 
 
 def lines_of(stream: Any, into: list[str], cond: threading.Condition) -> threading.Thread:
