@@ -6,7 +6,10 @@ killed subreaper are handed to init, so keelrun starts a tiny guardian: a
 only keelrun holds. When keelrun dies for any reason the read sees EOF, and
 the guardian kills every process carrying this run's marker in its
 environment: every descendant inherits it, daemons that called setsid too.
-On a clean exit keelrun writes a line first and the guardian leaves quietly.
+Where keelrun could make a cgroup for the run (cgroup.py), the guardian
+first kills that whole cgroup, which also catches a daemon that cleared its
+environment. On a clean exit keelrun writes a line first and the guardian
+only removes the (by then empty) cgroup.
 
 A shell rather than a fork of keelrun: it costs a few hundred KiB instead of
 a copy of the interpreter, and `pkill -f "keelrun start"` does not match it.
@@ -25,7 +28,21 @@ MARKER_VAR = "KEELRUN_RUN_ID"
 # forked while the first pass was killing.
 _SCRIPT = r"""
 trap '' INT TERM HUP QUIT USR1 USR2 PIPE
-if read -r _; then exit 0; fi
+cg=$2
+gone() {  # wait up to 2 s for the run's cgroup to empty, and remove it
+  [ -n "$cg" ] || return 0
+  i=0
+  while [ $i -lt 100 ]; do
+    rmdir "$cg" 2>/dev/null && return 0
+    sleep 0.02; i=$((i+1))
+  done
+  return 1
+}
+if read -r _; then
+  gone || { echo 1 > "$cg/cgroup.kill"; gone; }
+  exit 0
+fi
+[ -n "$cg" ] && echo 1 > "$cg/cgroup.kill"
 for pass in 1 2 3; do
   for f in /proc/[0-9]*/environ; do
     if tr '\000' '\n' < "$f" 2>/dev/null | grep -qxF "$1"; then
@@ -34,12 +51,14 @@ for pass in 1 2 3; do
   done
   sleep 0.05
 done
+gone
 """
 
 
 class Guardian:
-    def __init__(self, marker: str) -> None:
+    def __init__(self, marker: str, cgroup: str | None) -> None:
         self.marker = marker
+        self.cgroup = cgroup  # the run's cgroup, killed and removed by the guardian
         self.pid = -1
         self._w = -1
 
@@ -48,7 +67,14 @@ class Guardian:
         try:
             self.pid = os.posix_spawn(
                 SHELL,
-                [SHELL, "-c", _SCRIPT, "guardian", f"{MARKER_VAR}={self.marker}"],
+                [
+                    SHELL,
+                    "-c",
+                    _SCRIPT,
+                    "guardian",
+                    f"{MARKER_VAR}={self.marker}",
+                    self.cgroup or "",
+                ],
                 {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 file_actions=[
                     (os.POSIX_SPAWN_DUP2, r, 0),

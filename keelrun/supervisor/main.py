@@ -66,7 +66,7 @@ def _supervise(
 ) -> int:
     """Run the formation (counts None: the release phase alone) and return the exit status."""
     from keelrun.control.server import ControlServer, RequestError
-    from keelrun.supervisor import spawn
+    from keelrun.supervisor import cgroup, spawn
     from keelrun.supervisor.events import Events
     from keelrun.supervisor.guardian import MARKER_VAR, Guardian
     from keelrun.supervisor.loop import Loop
@@ -86,8 +86,11 @@ def _supervise(
     # 2. Nothing we start may outlive us: subreaper for orphans, guardian for SIGKILL.
     spawn.become_subreaper()
     marker = f"{os.getpid()}-{os.urandom(8).hex()}"
-    guardian = Guardian(marker)
-    guardian.start()
+    run_cgroup = cgroup.make_run_cgroup(f"keelrun-{marker}")
+    guardian = Guardian(marker, run_cgroup)
+    guardian.start()  # before entering the cgroup: the guardian must stay outside it
+    if run_cgroup is not None and not cgroup.enter(run_cgroup):
+        cgroup.remove(run_cgroup)
     spawn.reset_inherited_signals(keep=set())
     os.chdir(settings.app_root)
 
