@@ -152,6 +152,8 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
 @_input_options
 @_formation_options
 @click.option("-t", "--timeout", metavar="SECONDS", help="Grace before SIGKILL.")
+@click.option("--restart", metavar="POLICY", help="on-failure (default), always or never.")
+@click.option("--max-restarts", metavar="N", help="Failed starts in a row before giving up.")
 @click.option("--app", "app_name", metavar="NAME", help="App name (default: app root's name).")
 @click.option("--image", metavar="IMAGE", help="Container image (kubernetes).")
 @click.option("--include-env", is_flag=True, help="Write .env values into the output.")

@@ -117,3 +117,23 @@ def test_dockerfile_copies_only_what_exists() -> None:
         for source in sources:
             assert (REPO / source).exists(), source
     assert (REPO / "examples" / "Procfile").read_text().count("release:") == 1
+
+
+@pytest.mark.parametrize(("policy", "expected"), [("never", "no"), ("always", "always")])
+def test_restart_flag_reaches_the_units(
+    app: Path, tmp_path: Path, policy: str, expected: str
+) -> None:
+    out = tmp_path / "units"
+    r = run_keelrun("export", "systemd", str(out), "--restart", policy, cwd=app)
+    assert r.returncode == 0, r.stderr
+    units = list(out.glob("*@.service"))
+    assert units
+    for unit in units:
+        assert f"Restart={expected}\n" in unit.read_text()
+
+
+def test_bad_restart_flag_is_an_input_error(app: Path, tmp_path: Path) -> None:
+    r = run_keelrun("export", "systemd", str(tmp_path / "u"), "--restart", "bogus", cwd=app)
+    assert one_line_error(r) == (
+        'keelrun: --restart: expected one of on-failure, always, never, got "bogus"'
+    )
