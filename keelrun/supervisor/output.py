@@ -121,8 +121,7 @@ class Formatter:
     def block(self, name: str, stream: str, data: bytes) -> tuple[list[Buffer], int]:
         """Format complete lines (``data`` ends with a newline): (buffers, line count)."""
         if self.json_mode:
-            out, lines = self.json_block(name, stream, data)
-            return [out], lines
+            return self.json_block(name, stream, data)
         prefix = self.line_prefix(name)
         if not prefix:
             return [data], data.count(b"\n")
@@ -133,7 +132,7 @@ class Formatter:
         lines = (len(body) - len(data)) // len(prefix)
         return [prefix, memoryview(body)[: -len(prefix)]], lines
 
-    def json_block(self, name: str, stream: str, data: bytes) -> tuple[bytes, int]:
+    def json_block(self, name: str, stream: str, data: bytes) -> tuple[list[Buffer], int]:
         # One C-level dumps for the whole block: the item separator closes one
         # record and opens the next, so no Python code runs per line.
         head = '{"ts": "%s", "proc": %s, "stream": "%s", "msg": ' % (
@@ -142,8 +141,9 @@ class Formatter:
             stream,
         )
         lines = data[:-1].decode("utf-8", "replace").split("\n")
-        body = json.dumps(lines, ensure_ascii=False, separators=("}\n" + head, ": "))
-        return (head + body[1:-1] + "}\n").encode(), len(lines)
+        body = json.dumps(lines, ensure_ascii=False, separators=("}\n" + head, ": ")).encode()
+        # The list's brackets are dropped with a view: slicing would copy the block twice.
+        return [head.encode(), memoryview(body)[1:-1], b"}\n"], len(lines)
 
     def event(self, text: str, record: dict[str, object]) -> bytes:
         """One of keelrun's own events."""
