@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
+import time
 
 
 def _cgroup2_mount() -> str | None:
@@ -64,3 +65,26 @@ def enter(path: str) -> bool:
 def remove(path: str) -> None:
     with contextlib.suppress(OSError):
         os.rmdir(path)
+
+
+def leave_and_remove(path: str, timeout: float = 1.0) -> None:
+    """At a clean exit: move back to the parent cgroup, end any leftover, remove ours."""
+    parent_procs = os.path.join(os.path.dirname(path), "cgroup.procs")
+    with contextlib.suppress(OSError), open(parent_procs, "w") as f:
+        f.write(str(os.getpid()))
+    deadline = time.monotonic() + timeout
+    killed = False
+    while True:
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError:
+            if time.monotonic() >= deadline:
+                return
+        if not killed:  # everything was stopped: what is left escaped the stop
+            killed = True
+            with contextlib.suppress(OSError), open(os.path.join(path, "cgroup.kill"), "w") as f:
+                f.write("1")
+        time.sleep(0.005)

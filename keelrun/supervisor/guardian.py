@@ -8,8 +8,8 @@ the guardian kills every process carrying this run's marker in its
 environment: every descendant inherits it, daemons that called setsid too.
 Where keelrun could make a cgroup for the run (cgroup.py), the guardian
 first kills that whole cgroup, which also catches a daemon that cleared its
-environment. On a clean exit keelrun writes a line first and the guardian
-only removes the (by then empty) cgroup.
+environment. On a clean exit keelrun leaves and removes its cgroup itself,
+writes a line, and waits for the guardian to leave quietly.
 
 A shell rather than a fork of keelrun: it costs a few hundred KiB instead of
 a copy of the interpreter, and `pkill -f "keelrun start"` does not match it.
@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 
 from keelrun.supervisor.spawn import SHELL
 
@@ -38,10 +39,7 @@ gone() {  # wait up to 2 s for the run's cgroup to empty, and remove it
   done
   return 1
 }
-if read -r _; then
-  gone || { echo 1 > "$cg/cgroup.kill"; gone; }
-  exit 0
-fi
+if read -r _; then exit 0; fi  # a clean exit: keelrun removed its cgroup itself
 [ -n "$cg" ] && echo 1 > "$cg/cgroup.kill"
 for pass in 1 2 3; do
   for f in /proc/[0-9]*/environ; do
@@ -88,11 +86,25 @@ class Guardian:
             os.close(r)
         self._w = w
 
-    def release(self) -> None:
-        """Clean exit: everything is already stopped, tell the guardian to go."""
-        if self._w >= 0:
-            with contextlib.suppress(OSError):
-                os.write(self._w, b"done\n")
-            with contextlib.suppress(OSError):
-                os.close(self._w)
-            self._w = -1
+    def release(self, timeout: float = 1.0) -> None:
+        """Clean exit: everything is already stopped; tell the guardian to go, and reap it.
+
+        The loop (and its reaper) has ended by now, so waiting for this one
+        pid here races nobody; keelrun leaves no child behind it.
+        """
+        if self._w < 0:
+            return
+        with contextlib.suppress(OSError):
+            os.write(self._w, b"done\n")
+        with contextlib.suppress(OSError):
+            os.close(self._w)
+        self._w = -1
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                pid, _ = os.waitpid(self.pid, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid:
+                return
+            time.sleep(0.002)

@@ -86,7 +86,8 @@ def _supervise(
     # 2. Nothing we start may outlive us: subreaper for orphans, guardian for SIGKILL.
     spawn.become_subreaper()
     marker = f"{os.getpid()}-{os.urandom(8).hex()}"
-    run_cgroup = cgroup.make_run_cgroup(f"keelrun-{marker}")
+    # As PID 1 the kernel ends the whole namespace with us: no cgroup needed.
+    run_cgroup = cgroup.make_run_cgroup(f"keelrun-{marker}") if os.getpid() != 1 else None
     guardian = Guardian(marker, run_cgroup)
     guardian.start()  # before entering the cgroup: the guardian must stay outside it
     if run_cgroup is not None and not cgroup.enter(run_cgroup):
@@ -178,6 +179,8 @@ def _supervise(
         server.close()
     status = sup.exit_status or 0
     output.drain(time.monotonic() + OUTPUT_DRAIN)
+    if run_cgroup is not None:
+        cgroup.leave_and_remove(run_cgroup)
     guardian.release()
     _exit_now(status)
     return status  # not reached
