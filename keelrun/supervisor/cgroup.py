@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-import time
+import threading
+from collections.abc import Callable
 
 
 def _cgroup2_mount() -> str | None:
@@ -62,29 +63,31 @@ def enter(path: str) -> bool:
     return True
 
 
+def in_background(work: Callable[[], bool]) -> Callable[[], bool]:
+    """Run ``work`` on a short-lived thread; returns a function that waits for its result.
+
+    Cgroup migrations mostly wait on the kernel, not the CPU: the loop goes on
+    meanwhile. The thread touches no supervisor state.
+    """
+    result: list[bool] = []
+    thread = threading.Thread(target=lambda: result.append(work()), daemon=True)
+    thread.start()
+
+    def wait() -> bool:
+        thread.join()
+        return bool(result and result[0])
+
+    return wait
+
+
+def adopt(path: str, pids: list[int]) -> None:
+    """Move processes that were started before we entered the cgroup into it."""
+    procs = os.path.join(path, "cgroup.procs")
+    for pid in pids:
+        with contextlib.suppress(OSError), open(procs, "w") as f:
+            f.write(str(pid))
+
+
 def remove(path: str) -> None:
     with contextlib.suppress(OSError):
         os.rmdir(path)
-
-
-def leave_and_remove(path: str, timeout: float = 1.0) -> None:
-    """At a clean exit: move back to the parent cgroup, end any leftover, remove ours."""
-    parent_procs = os.path.join(os.path.dirname(path), "cgroup.procs")
-    with contextlib.suppress(OSError), open(parent_procs, "w") as f:
-        f.write(str(os.getpid()))
-    deadline = time.monotonic() + timeout
-    killed = False
-    while True:
-        try:
-            os.rmdir(path)
-            return
-        except FileNotFoundError:
-            return
-        except OSError:
-            if time.monotonic() >= deadline:
-                return
-        if not killed:  # everything was stopped: what is left escaped the stop
-            killed = True
-            with contextlib.suppress(OSError), open(os.path.join(path, "cgroup.kill"), "w") as f:
-                f.write("1")
-        time.sleep(0.005)

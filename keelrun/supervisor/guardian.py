@@ -8,8 +8,8 @@ the guardian kills every process carrying this run's marker in its
 environment: every descendant inherits it, daemons that called setsid too.
 Where keelrun could make a cgroup for the run (cgroup.py), the guardian
 first kills that whole cgroup, which also catches a daemon that cleared its
-environment. On a clean exit keelrun leaves and removes its cgroup itself,
-writes a line, and waits for the guardian to leave quietly.
+environment. On a clean exit keelrun writes a line first, and the guardian
+only removes the cgroup once keelrun has left it (by exiting).
 
 A shell rather than a fork of keelrun: it costs a few hundred KiB instead of
 a copy of the interpreter, and `pkill -f "keelrun start"` does not match it.
@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import time
 
 from keelrun.supervisor.spawn import SHELL
 
@@ -29,7 +28,7 @@ MARKER_VAR = "KEELRUN_RUN_ID"
 # forked while the first pass was killing.
 _SCRIPT = r"""
 trap '' INT TERM HUP QUIT USR1 USR2 PIPE
-cg=$2
+mk=$1 cg=$2
 gone() {  # wait up to 2 s for the run's cgroup to empty, and remove it
   [ -n "$cg" ] || return 0
   i=0
@@ -39,17 +38,23 @@ gone() {  # wait up to 2 s for the run's cgroup to empty, and remove it
   done
   return 1
 }
-if read -r _; then exit 0; fi  # a clean exit: keelrun removed its cgroup itself
-[ -n "$cg" ] && echo 1 > "$cg/cgroup.kill"
-for pass in 1 2 3; do
-  for f in /proc/[0-9]*/environ; do
-    if tr '\000' '\n' < "$f" 2>/dev/null | grep -qxF "$1"; then
-      p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null
-    fi
+guard() {
+  if read -r _ <&3; then  # a clean exit: remove the cgroup once keelrun has left it
+    gone || { echo 1 > "$cg/cgroup.kill"; gone; }
+    exit 0
+  fi
+  [ -n "$cg" ] && echo 1 > "$cg/cgroup.kill"
+  for pass in 1 2 3; do
+    for f in /proc/[0-9]*/environ; do
+      if tr '\000' '\n' < "$f" 2>/dev/null | grep -qxF "$mk"; then
+        p=${f#/proc/}; kill -9 "${p%/environ}" 2>/dev/null
+      fi
+    done
+    sleep 0.05
   done
-  sleep 0.05
-done
-gone
+  gone
+}
+guard &
 """
 
 
@@ -61,7 +66,18 @@ class Guardian:
         self._w = -1
 
     def start(self) -> None:
+        """Start the guardian, detached: keelrun must not be a subreaper yet.
+
+        The shell keelrun spawns forks the guardian and exits, so the guardian
+        is reparented away from keelrun: it is nobody keelrun waits for, and it
+        may outlive a clean exit by the moment it takes to remove the cgroup.
+        """
+        if os.getpid() == 1:
+            return  # the kernel ends the whole pid namespace with its init
         r, w = os.pipe2(os.O_CLOEXEC)
+        if r == 3:  # dup2(3, 3) would leave close-on-exec set
+            r, old = os.dup(r), r
+            os.close(old)
         try:
             self.pid = os.posix_spawn(
                 SHELL,
@@ -75,9 +91,10 @@ class Guardian:
                 ],
                 {"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 file_actions=[
-                    (os.POSIX_SPAWN_DUP2, r, 0),
+                    (os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
                     (os.POSIX_SPAWN_OPEN, 1, "/dev/null", os.O_WRONLY, 0),
                     (os.POSIX_SPAWN_OPEN, 2, "/dev/null", os.O_WRONLY, 0),
+                    (os.POSIX_SPAWN_DUP2, r, 3),
                 ],
                 setsid=True,
                 setsigmask=(),
@@ -85,13 +102,14 @@ class Guardian:
         finally:
             os.close(r)
         self._w = w
+        # Wait for the shell that forked the guardian: once it is gone the
+        # guardian has been reparented away from keelrun, before keelrun
+        # becomes a subreaper (otherwise it would be keelrun's stray to stop).
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
 
-    def release(self, timeout: float = 1.0) -> None:
-        """Clean exit: everything is already stopped; tell the guardian to go, and reap it.
-
-        The loop (and its reaper) has ended by now, so waiting for this one
-        pid here races nobody; keelrun leaves no child behind it.
-        """
+    def release(self) -> None:
+        """Clean exit: everything is already stopped; tell the guardian to go."""
         if self._w < 0:
             return
         with contextlib.suppress(OSError):
@@ -99,12 +117,3 @@ class Guardian:
         with contextlib.suppress(OSError):
             os.close(self._w)
         self._w = -1
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                pid, _ = os.waitpid(self.pid, os.WNOHANG)
-            except ChildProcessError:
-                return
-            if pid:
-                return
-            time.sleep(0.002)

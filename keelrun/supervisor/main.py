@@ -7,10 +7,13 @@ import os
 import signal
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from keelrun.config import Overrides
 from keelrun.settings import Settings
+
+if TYPE_CHECKING:
+    from keelrun.supervisor.lifeline import Lifeline
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED = (signal.SIGUSR1, signal.SIGUSR2)
@@ -37,61 +40,72 @@ def _use_color(settings: Settings) -> bool:
 
 
 def start_command(overrides: Overrides, run_release: bool = False) -> int:
-    from keelrun.config import load_settings
+    from keelrun.supervisor.lifeline import Lifeline
 
-    settings = load_settings(overrides)
-    counts = _counts(settings, overrides.only_types)
-    if run_release and settings.release is None:
-        from keelrun.errors import InputError
+    lifeline = Lifeline()
+    try:
+        from keelrun.config import load_settings
 
-        raise InputError(str(settings.procfile), "--release given but there is no release type")
-    return _supervise(settings, counts, run_release=run_release, overrides=overrides)
+        settings = load_settings(overrides)
+        counts = _counts(settings, overrides.only_types)
+        if run_release and settings.release is None:
+            from keelrun.errors import InputError
+
+            raise InputError(str(settings.procfile), "--release given but there is no release type")
+    except BaseException:
+        lifeline.release()
+        raise
+    return _supervise(settings, counts, lifeline, run_release=run_release, overrides=overrides)
 
 
 def release_command(overrides: Overrides) -> int:
-    from keelrun.config import load_settings
-    from keelrun.errors import InputError
+    from keelrun.supervisor.lifeline import Lifeline
 
-    settings = load_settings(overrides)
-    if settings.release is None:
-        raise InputError(str(settings.procfile), "no release type")
-    return _supervise(settings, None, run_release=True)
+    lifeline = Lifeline()
+    try:
+        from keelrun.config import load_settings
+        from keelrun.errors import InputError
+
+        settings = load_settings(overrides)
+        if settings.release is None:
+            raise InputError(str(settings.procfile), "no release type")
+    except BaseException:
+        lifeline.release()
+        raise
+    return _supervise(settings, None, lifeline, run_release=True)
 
 
 def _supervise(
     settings: Settings,
     counts: dict[str, int] | None,
+    lifeline: Lifeline,
     run_release: bool,
     overrides: Overrides | None = None,
 ) -> int:
     """Run the formation (counts None: the release phase alone) and return the exit status."""
-    from keelrun.control.server import ControlServer, RequestError
-    from keelrun.supervisor import cgroup, spawn
-    from keelrun.supervisor.events import Events
-    from keelrun.supervisor.guardian import MARKER_VAR, Guardian
-    from keelrun.supervisor.loop import Loop
-    from keelrun.supervisor.output import Formatter, Output
-    from keelrun.supervisor.supervisor import Supervisor
+    try:
+        from keelrun.control.server import ControlServer, RequestError
+        from keelrun.supervisor import spawn
+        from keelrun.supervisor.events import Events
+        from keelrun.supervisor.loop import Loop
+        from keelrun.supervisor.output import Formatter, Output
+        from keelrun.supervisor.supervisor import Supervisor
 
-    # 1. One keelrun per socket: refuse before anything is started.
-    loop = Loop()
-    server: ControlServer | None = None
-    if counts is not None:
-        server = ControlServer(loop, settings.socket, lambda: commands().handlers())
-        server.on_internal_error = lambda cmd, e: sup.events.emit(
-            "request_failed", f"{cmd} request failed: {type(e).__name__}: {e}", command=cmd
-        )
-        server.bind()
+        # 1. One keelrun per socket: refuse before any process is started.
+        loop = Loop()
+        server: ControlServer | None = None
+        if counts is not None:
+            server = ControlServer(loop, settings.socket, lambda: commands().handlers())
+            server.on_internal_error = lambda cmd, e: sup.events.emit(
+                "request_failed", f"{cmd} request failed: {type(e).__name__}: {e}", command=cmd
+            )
+            server.bind()
+    except BaseException:
+        lifeline.release()
+        raise
 
-    # 2. Nothing we start may outlive us: subreaper for orphans, guardian for SIGKILL.
+    # 2. Orphans of our descendants come to us (subreaper); the lifeline covers SIGKILL.
     spawn.become_subreaper()
-    marker = f"{os.getpid()}-{os.urandom(8).hex()}"
-    # As PID 1 the kernel ends the whole namespace with us: no cgroup needed.
-    run_cgroup = cgroup.make_run_cgroup(f"keelrun-{marker}") if os.getpid() != 1 else None
-    guardian = Guardian(marker, run_cgroup)
-    guardian.start()  # before entering the cgroup: the guardian must stay outside it
-    if run_cgroup is not None and not cgroup.enter(run_cgroup):
-        cgroup.remove(run_cgroup)
     spawn.reset_inherited_signals(keep=set())
     os.chdir(settings.app_root)
 
@@ -126,8 +140,8 @@ def _supervise(
         events,
         formatter,
         output,
-        extra_env={MARKER_VAR: marker},
-        ignore_pids={guardian.pid},
+        extra_env=lifeline.env,
+        ignore_pids={lifeline.guardian.pid},
     )
 
     _commands: list[Any] = []
@@ -163,6 +177,9 @@ def _supervise(
         handlers[sig] = on_forwarded
     handlers[signal.SIGHUP] = on_reload_signal
 
+    # Once the first lines are out: finish moving into the run's cgroup.
+    loop.when_idle(lifeline.settle, at_most=0.2)
+
     with loop.signals(handlers):
         # 5. Spawn (the release phase first if asked), then run until stopped.
         if run_release:
@@ -179,9 +196,7 @@ def _supervise(
         server.close()
     status = sup.exit_status or 0
     output.drain(time.monotonic() + OUTPUT_DRAIN)
-    if run_cgroup is not None:
-        cgroup.leave_and_remove(run_cgroup)
-    guardian.release()
+    lifeline.release()
     _exit_now(status)
     return status  # not reached
 
