@@ -1,10 +1,10 @@
 """A cgroup v2 of the run's own, where the system lets keelrun make one.
 
 The guardian's environment-marker sweep misses a daemon that called setsid
-and cleared its environment. A cgroup catches it: keelrun moves itself into
-a fresh child of its cgroup before starting anything, every descendant is
-born in it, and `cgroup.kill` (Linux 5.14+) ends them all at once however
-they hid. Where cgroups are read-only (most containers, most unprivileged
+and cleared its environment. A cgroup catches it: keelrun moves itself and
+what it started into a fresh child of its cgroup (lifeline.py says when),
+later descendants are born in it, and `cgroup.kill` (Linux 5.14+) ends them
+all at once however they hid. Where cgroups are read-only (most containers, most unprivileged
 users) this returns None and the marker sweep alone does the job.
 """
 

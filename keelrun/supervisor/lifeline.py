@@ -37,13 +37,14 @@ class Lifeline:
         """Once the formation runs: move keelrun, and what it started, into the cgroup."""
         if self.cgroup is None or self._settled is not None:
             return
-        path, guardian = self.cgroup, self.guardian.pid
+        path = self.cgroup
 
         def move_in() -> bool:
             if not cgroup.enter(path):
                 return False
             # Read after entering: anything forked from now on is born inside.
-            cgroup.adopt(path, [pid for pid, _ in descendants(os.getpid()) if pid != guardian])
+            # (The guardian is detached: it is no descendant, and stays outside.)
+            cgroup.adopt(path, [pid for pid, _ in descendants(os.getpid())])
             return True
 
         self._settled = cgroup.in_background(move_in)
