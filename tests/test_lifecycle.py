@@ -133,3 +133,14 @@ def test_states() -> None:
         "exited",
         "failed",
     }
+
+
+def test_reset_starts_count_and_backoff_over() -> None:
+    tracker = RestartTracker(max_restarts=1)
+    for _ in range(2):
+        tracker.on_exit(uptime=0.1, failed=True)
+        tracker.next_delay()
+    assert tracker.gave_up()
+    tracker.reset()
+    assert not tracker.gave_up()
+    assert tracker.next_delay() == 1.0

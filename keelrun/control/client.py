@@ -13,6 +13,7 @@ from typing import Any
 
 from keelrun.control.protocol import VERSION, socket_address
 from keelrun.errors import InputError, RuntimeFailure
+from keelrun.supervisor.output import COLORS
 
 CONNECT_TIMEOUT = 5.0
 REPLY_TIMEOUT = 30.0
@@ -265,7 +266,7 @@ class _LogPrinter:
         name = rec["proc"].ljust(self.width) + " | "
         if self.color:
             kind = rec["proc"].rsplit(".", 1)[0]
-            code = self.colors.setdefault(kind, (36, 33, 32, 35, 34, 31)[len(self.colors) % 6])
+            code = self.colors.setdefault(kind, COLORS[len(self.colors) % len(COLORS)])
             name = f"\x1b[{code}m{name}\x1b[0m"
         head = time.strftime("%H:%M:%S ", time.localtime(ts)) if self.timestamp else ""
         return (head + name).encode() + body + b"\n"

@@ -84,6 +84,11 @@ class RestartTracker:
         if failed:
             self.failures += 1
 
+    def reset(self) -> None:
+        """A restart someone asked for starts the count and the back-off over."""
+        self.failures = 0
+        self.restarts = 0
+
     def gave_up(self) -> bool:
         """True once the failed starts exceed the restarts allowed after the first start."""
         return self.failures > self.max_restarts

@@ -141,7 +141,6 @@ def _supervise(
         formatter,
         output,
         extra_env=lifeline.env,
-        ignore_pids={lifeline.guardian.pid},
     )
 
     _commands: list[Any] = []

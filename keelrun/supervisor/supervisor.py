@@ -48,14 +48,12 @@ class Supervisor:
         output: Output,
         *,
         extra_env: dict[str, str],
-        ignore_pids: set[int],
     ) -> None:
         self.settings = settings
         self.loop = loop
         self.events = events
         self.formatter = formatter
         self.extra_env = extra_env
-        self.ignore_pids = ignore_pids  # our own helpers (the guardian)
         self.instances: dict[str, Instance] = {}
         self.by_pid: dict[int, Instance] = {}
         self.leftovers = Leftovers()
@@ -335,8 +333,7 @@ class Supervisor:
         elif intent is Intent.RESTART:
             self._event_exit(inst, status, "process_stopped")
             inst.restarts += 1
-            inst.tracker.failures = 0
-            inst.tracker.restarts = 0
+            inst.tracker.reset()
             self._spawn(inst)
         elif intent is Intent.READY_TIMEOUT:
             self._event_exit(inst, status, "process_exited")
@@ -499,11 +496,7 @@ class Supervisor:
     def _strays(self) -> list[int]:
         """Descendants outside every group we signal: daemons that called setsid."""
         groups = set(self.by_pid) | set(self.leftovers.groups)
-        return [
-            pid
-            for pid, pgid in procscan.descendants(os.getpid())
-            if pgid not in groups and pid not in self.ignore_pids
-        ]
+        return [pid for pid, pgid in procscan.descendants(os.getpid()) if pgid not in groups]
 
     def _check_done(self) -> None:
         if any(inst.pid is not None for inst in self.instances.values()):
@@ -587,7 +580,7 @@ class Supervisor:
         if inst.state is State.HELD:
             return
         inst.restarts += 1
-        inst.tracker.failures = inst.tracker.restarts = 0
+        inst.tracker.reset()
         self._spawn(inst)
 
     def apply_settings(self, new: Settings, only_types: tuple[str, ...]) -> dict[str, list[str]]:
