@@ -50,3 +50,14 @@ class RuntimeFailure(KeelrunError):
     """Something outside the input went wrong (nothing running, socket refused)."""
 
     exit_status = 1
+
+
+class RequestError(Exception):
+    """A control request that cannot be carried out: an error reply, never a crash.
+
+    ``kind`` is "input" (the client exits 2) or "runtime" (exit 1).
+    """
+
+    def __init__(self, message: str, kind: str = "input") -> None:
+        super().__init__(message)
+        self.kind = kind

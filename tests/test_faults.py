@@ -21,7 +21,7 @@ import pytest
 from support.faults import PY, Runs, write_app
 from support.procs import alive, poll_until
 
-from keelrun.supervisor.loop import Loop
+from keelrun.loop import Loop
 
 MiB = 1024 * 1024
 

@@ -1,4 +1,4 @@
-"""The event loop (keelrun/supervisor/loop.py): timers, fds and signals, for real."""
+"""The event loop (keelrun/loop.py): timers, fds and signals, for real."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from keelrun.supervisor.loop import Loop
+from keelrun.loop import Loop
 
 pytestmark = pytest.mark.timeout(10)
 

@@ -29,8 +29,8 @@ from keelrun.control.protocol import (
     private_dir_for,
     socket_address,
 )
-from keelrun.errors import InputError, RuntimeFailure
-from keelrun.supervisor.loop import Loop, Timer
+from keelrun.errors import InputError, RequestError, RuntimeFailure
+from keelrun.loop import Loop, Timer
 
 Reply = dict[str, Any]
 # A handler gets the request's args and the connection (for streaming replies);
@@ -330,14 +330,6 @@ class ControlServer:
             return
         if reply is not None:
             conn.finish(reply)
-
-
-class RequestError(Exception):
-    """A request that cannot be carried out: an error reply, never a crash."""
-
-    def __init__(self, message: str, kind: str = "input") -> None:
-        super().__init__(message)
-        self.kind = kind
 
 
 def _peer_uid(sock: socket.socket) -> int | None:

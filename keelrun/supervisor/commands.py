@@ -11,8 +11,8 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from keelrun.control.server import Connection, RequestError
-from keelrun.errors import InputError
+from keelrun.control.server import Connection
+from keelrun.errors import InputError, RequestError
 from keelrun.settings import MAX_COUNT
 from keelrun.supervisor.instance import Instance
 

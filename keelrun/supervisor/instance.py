@@ -8,9 +8,9 @@ import os
 import subprocess
 import time
 
+from keelrun.loop import Timer
 from keelrun.settings import ProcessTypeSettings
 from keelrun.supervisor.lifecycle import RestartTracker, State
-from keelrun.supervisor.loop import Timer
 from keelrun.supervisor.output import LineFramer
 from keelrun.supervisor.ring import LogRing
 

@@ -12,8 +12,8 @@ import os
 import time
 from collections.abc import Callable
 
+from keelrun.loop import Loop
 from keelrun.supervisor.instance import Instance, Stream, close_stream
-from keelrun.supervisor.loop import Loop
 from keelrun.supervisor.output import Formatter, Output
 
 # Reads stay small on purpose: a 64 KiB block is formatted and written while

@@ -84,10 +84,11 @@ def _supervise(
 ) -> int:
     """Run the formation (counts None: the release phase alone) and return the exit status."""
     try:
-        from keelrun.control.server import ControlServer, RequestError
+        from keelrun.control.server import ControlServer
+        from keelrun.errors import RequestError
+        from keelrun.loop import Loop
         from keelrun.supervisor import spawn
         from keelrun.supervisor.events import Events
-        from keelrun.supervisor.loop import Loop
         from keelrun.supervisor.output import Formatter, Output
         from keelrun.supervisor.supervisor import Supervisor
 

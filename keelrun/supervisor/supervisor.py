@@ -16,6 +16,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from keelrun.loop import Loop
 from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings, instance_env
 from keelrun.supervisor import procscan, spawn
 from keelrun.supervisor.events import Events
@@ -29,7 +30,6 @@ from keelrun.supervisor.lifecycle import (
     should_restart,
 )
 from keelrun.supervisor.logpipes import LogPipes
-from keelrun.supervisor.loop import Loop
 from keelrun.supervisor.output import Formatter, Output
 
 PROBE_INTERVAL = 0.1  # port readiness probe, only while an instance is starting

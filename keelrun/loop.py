@@ -37,7 +37,10 @@ def _noop_handler(signum: int, frame: object) -> None:
 
 
 class Loop:
-    def __init__(self) -> None:
+    """``clock`` is the monotonic time source: tests of the supervisor pass a fake one."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self.time = clock
         self.selector = selectors.DefaultSelector()
         self._timers: list[tuple[float, int, Timer]] = []
         self._seq = itertools.count()
@@ -76,7 +79,7 @@ class Loop:
         return timer
 
     def call_later(self, delay: float, callback: Callable[[], None]) -> Timer:
-        return self.call_at(time.monotonic() + delay, callback)
+        return self.call_at(self.time() + delay, callback)
 
     def when_idle(self, callback: Callable[[], None], at_most: float) -> None:
         """Run callback once no fd is ready, or after ``at_most`` seconds whatever happens."""
@@ -139,7 +142,7 @@ class Loop:
             while timers and timers[0][2].cancelled:
                 heapq.heappop(timers)
             if timers:
-                timeout = max(0.0, timers[0][0] - time.monotonic())
+                timeout = max(0.0, timers[0][0] - self.time())
             if self._idle:
                 self._idle = [t for t in self._idle if not t.cancelled]
                 if self._idle:
@@ -154,14 +157,19 @@ class Loop:
                         timer.cancelled = True
                         timer.callback()
             if timers:
-                now = time.monotonic()
-                while timers and (timers[0][0] <= now or timers[0][2].cancelled):
-                    _, _, timer = heapq.heappop(timers)
-                    if not timer.cancelled:
-                        timer.cancelled = True
-                        timer.callback()
+                self.run_due()
             for callback in after:
                 callback()
+
+    def run_due(self) -> None:
+        """Run every timer whose deadline has passed (tests step a fake clock with it)."""
+        timers = self._timers
+        now = self.time()
+        while timers and (timers[0][0] <= now or timers[0][2].cancelled):
+            _, _, timer = heapq.heappop(timers)
+            if not timer.cancelled:
+                timer.cancelled = True
+                timer.callback()
 
     def close(self) -> None:
         self.selector.close()
