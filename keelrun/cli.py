@@ -101,7 +101,7 @@ def cli() -> None:
 @click.option("--release", "run_release", is_flag=True, help="Run the release type first.")
 def start(types: tuple[str, ...], run_release: bool, **kw: Any) -> None:
     """Start the formation (every type, or the TYPEs named) and supervise it."""
-    from keelrun.supervisor.main import start_command
+    from keelrun.start import start_command
 
     sys.exit(start_command(_overrides(only_types=types, **kw), run_release=run_release))
 
@@ -111,7 +111,7 @@ def start(types: tuple[str, ...], run_release: bool, **kw: Any) -> None:
 @click.option("-p", "--port", metavar="N", help="Base port.")
 def release(**kw: Any) -> None:
     """Run the Procfile's release type alone, to completion."""
-    from keelrun.supervisor.main import release_command
+    from keelrun.start import release_command
 
     sys.exit(release_command(_overrides(**kw)))
 

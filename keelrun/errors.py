@@ -58,6 +58,12 @@ class RequestError(Exception):
     ``kind`` is "input" (the client exits 2) or "runtime" (exit 1).
     """
 
-    def __init__(self, message: str, kind: str = "input") -> None:
+    def __init__(self, message: str, kind: str = "input", lines: list[str] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
+        self.lines = lines or [message]  # one per problem, as the client prints them
+
+    @classmethod
+    def from_input(cls, error: InputError) -> RequestError:
+        lines = error.lines() if isinstance(error, InputErrors) else [str(error)]
+        return cls("; ".join(lines), "input", lines)

@@ -74,6 +74,11 @@ class Settings:
     prefix: bool = True
     socket: Path = Path(".keelrun.sock")
 
+    def all_types(self) -> list[ProcessTypeSettings]:
+        """Every Procfile type in Procfile order, ``release`` included (colours follow it)."""
+        found = [*self.types, *([self.release] if self.release is not None else [])]
+        return sorted(found, key=lambda t: t.index)
+
     def type_named(self, name: str) -> ProcessTypeSettings | None:
         for t in self.types:
             if t.name == name:

@@ -67,8 +67,59 @@ def test_logs_history_ring_filters_and_formats(runner: Runner) -> None:
     burst = [x for x in everything if x.startswith("line ")]
     first = int(burst[0].split()[1])
     assert first <= 501 and burst == [f"line {n}" for n in range(first, 1501)]
-    assert sorted(set(everything) - set(burst)) == ["chat.1 up port=5100", "chat.2 up port=5101"]
+    rest = sorted(set(everything) - set(burst))
+    assert [x for x in rest if not x.startswith("started ")] == [
+        "chat.1 up port=5100",
+        "chat.2 up port=5101",
+    ]
+    # keelrun's own events are part of the history, in time order.
+    assert [x.split(" (")[0] for x in rest if x.startswith("started ")] == [
+        "started burst.1",
+        "started chat.1",
+        "started chat.2",
+    ]
     assert _logs(k, "-n", "0") == []
+
+
+def test_logs_show_keelruns_own_events(runner: Runner) -> None:
+    """A crash loop is visible from the second terminal: exits, back-off, giving up."""
+    crash = "echo crashing; exit 3"
+    k = runner.start(runner.app(f"web: {TRAPPING}\ncrash: {crash}\n"), "--max-restarts", "1")
+    k.wait_ready("web.1")
+    follower = runner.popen(k, "logs", "-f", "-n", "100", "--no-timestamp", "keelrun")
+    lines: list[str] = []
+    cond = threading.Condition()
+    lines_of(follower.stdout, lines, cond)
+    k.wait_for_line(r"crash\.1 failed 2 starts in a row: giving up", 15)
+    assert k.wait_exit(15) == 3
+    assert follower.wait(10) == 0
+    # Only keelrun's events (no app lines): the history, then live ones until the end.
+    assert lines and all(re.match(r"keelrun\s+\| ", x) for x in lines), lines
+    text = "\n".join(lines)
+    for event in ("exited with status 3", "restarting crash.1 in 1s", "giving up", "stopping"):
+        assert event in text, (event, text)
+
+
+def test_logs_history_of_events_with_levels_in_json(runner: Runner) -> None:
+    k = runner.start(
+        runner.app(f"web: {TRAPPING}\nbrief: echo once; exit 4\n"), "--restart", "never"
+    )
+    k.wait_ready("web.1")
+    k.wait_for_line(r"brief\.1 \(pid \d+\) exited with status 4")
+    events = [json.loads(x) for x in _logs(k, "--log-format", "json", "keelrun")]
+    assert {e["proc"] for e in events} == {"keelrun"}
+    by_event = {e["event"]: e for e in events}
+    assert by_event["process_started"]["level"] == "info"
+    exited = by_event["process_exited"]
+    assert exited["level"] == "warning" and exited["status"] == 4 and exited["target"] == "brief.1"
+    for e in events:
+        assert list(e)[:5] == ["ts", "proc", "level", "event", "msg"], e
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", e["ts"]), e["ts"]
+    # `keelrun logs keelrun` is not an unknown NAME; text mode gives the sentences.
+    text = _logs(k, "--no-timestamp", "keelrun")
+    assert any(
+        re.fullmatch(r"keelrun\s+\| brief\.1 \(pid \d+\) exited with status 4", x) for x in text
+    )
 
 
 def test_logs_bad_count_is_an_input_error(runner: Runner) -> None:

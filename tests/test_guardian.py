@@ -41,7 +41,7 @@ def test_a_clean_release_kills_nothing() -> None:
     guardian.start()
     marked = sleeper({**os.environ, MARKER_VAR: marker})
     try:
-        guardian.release()
+        guardian.close()
         with pytest.raises(subprocess.TimeoutExpired):
             marked.wait(timeout=1.0)  # the sweep would take well under a second
     finally:

@@ -1,26 +1,28 @@
-"""The pure log path (keelrun/supervisor/output.py): Formatter, LineFramer, splitting."""
+"""The pure log path: the one formatter (keelrun/logformat.py) and framing (framing.py)."""
 
 from __future__ import annotations
 
 import json
 import re
+import time
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from keelrun.supervisor import output
-from keelrun.supervisor.output import MAX_LINE, Formatter, LineFramer, split_long_lines
+from keelrun.logformat import LogFormatter
+from keelrun.supervisor import framing as output
+from keelrun.supervisor.framing import MAX_LINE, LineFramer, split_long_lines
 
 MIB = 1024 * 1024
 
 
-def fmt(**kw: bool) -> Formatter:
+def fmt(**kw: bool) -> LogFormatter:
     opts = {"json_mode": False, "color": False, "timestamp": False, "prefix": True, **kw}
-    return Formatter(**opts)
+    return LogFormatter(**opts)
 
 
-def render(f: Formatter, name: str, stream: str, data: bytes) -> bytes:
+def render(f: LogFormatter, name: str, stream: str, data: bytes) -> bytes:
     """The bytes a block becomes, whatever buffers the formatter hands out."""
     out = f.block(name, stream, data)
     if isinstance(out, tuple):
@@ -37,7 +39,7 @@ def test_text_prefix_padded_to_the_longest_name() -> None:
     f = fmt()
     f.set_names(["web.1", "background.12"])
     assert render(f, "web.1", "stdout", b"x\n") == b"web.1         | x\n"
-    assert f.event("hello", {}) == b"keelrun       | hello\n"
+    assert f.event_text("info", "hello") == b"keelrun       | hello\n"
 
 
 def test_empty_lines_and_block_line_count() -> None:
@@ -61,13 +63,14 @@ def test_no_prefix_leaves_lines_untouched() -> None:
 
 def test_colour_per_type_and_bold_keelrun() -> None:
     f = fmt(color=True)
-    f.set_type_order(["web", "worker"])
+    f.set_types(["web", "worker"])
     web = render(f, "web.2", "stdout", b"x\n")
     worker = render(f, "worker.1", "stdout", b"y\n")
     code = re.compile(rb"^\x1b\[(\d+)m")
     assert code.match(web).group(1) != code.match(worker).group(1)
     assert web.endswith(b"\x1b[0mx\n") and worker.endswith(b"\x1b[0my\n")
-    assert f.event("hi", {}).startswith(b"\x1b[1mkeelrun")
+    assert f.event_text("info", "hi").startswith(b"\x1b[1mkeelrun")
+    assert f.event_text("error", "bad").endswith(b"\x1b[31mbad\x1b[0m\n")
 
 
 def test_json_block() -> None:
@@ -85,8 +88,40 @@ def test_json_name_is_escaped_and_events_are_records() -> None:
     f = fmt(json_mode=True)
     out = render(f, 'we"b.1', "stdout", b"x\n")
     assert json.loads(out)["proc"] == 'we"b.1'
-    record = {"ts": "t", "proc": "keelrun", "event": "e", "msg": "m é", "pid": 3}
-    assert json.loads(f.event("m é", record)) == record
+    record = {"ts": 0.5, "proc": "keelrun", "level": "info", "event": "e", "msg": "m é", "pid": 3}
+    shown = json.loads(f.event(record))
+    assert shown == {**record, "ts": "1970-01-01T00:00:00.500Z"}
+
+
+def test_a_history_line_renders_as_a_live_one() -> None:
+    """`keelrun logs` (line) and `keelrun start` (block) give the same bytes, colours included."""
+    for opts in ({"color": True, "timestamp": True}, {"timestamp": False}, {"prefix": False}):
+        f = fmt(**opts)
+        f.set_types(["web", "worker", "clock"])
+        f.set_names(["worker.10"])
+        ts = time.time()
+        f.clock.text(ts)  # the clock's "now" second is ts's
+        assert f.line(ts, "worker.2", "stdout", b"hello") == render(
+            f, "worker.2", "stdout", b"hello\n"
+        )
+
+
+def test_a_history_line_in_json() -> None:
+    line = fmt(json_mode=True).line(1_700_000_000.25, "worker.2", "stderr", b"h\xffi")
+    assert json.loads(line) == {
+        "ts": "2023-11-14T22:13:20.250Z",
+        "proc": "worker.2",
+        "stream": "stderr",
+        "msg": "h\ufffdi",
+    }
+
+
+def test_colours_follow_procfile_order() -> None:
+    a, b = fmt(color=True), fmt(color=True)
+    a.set_types(["web", "worker"])
+    b.set_types(["web", "worker"])
+    b.set_types(["worker"])  # seen again later: keeps its colour
+    assert a.color_of("worker.3") == b.color_of("worker.1") != a.color_of("web.1")
 
 
 @given(st.lists(st.binary(max_size=20).filter(lambda b: b"\n" not in b), min_size=1, max_size=8))

@@ -12,8 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from keelrun.control.protocol import VERSION, socket_address
-from keelrun.errors import InputError, RuntimeFailure
-from keelrun.supervisor.output import COLORS
+from keelrun.errors import InputError, InputErrors, RuntimeFailure
 
 CONNECT_TIMEOUT = 5.0
 REPLY_TIMEOUT = 30.0
@@ -81,6 +80,9 @@ def _result(reply: dict) -> Any:
         return reply.get("result")
     message = str(reply.get("error", "request failed"))
     if reply.get("kind") == "input":
+        lines = reply.get("errors")
+        if isinstance(lines, list) and len(lines) > 1:
+            raise InputErrors([InputError("", str(line)) for line in lines])
         raise InputError("", message)
     raise RuntimeFailure(message)
 
@@ -97,7 +99,8 @@ def scale_command(app_root: str | None, sock: str | None, changes: list[str]) ->
     parse_scale(changes, "scale")  # bad arguments: exit 2 before connecting
     result = Client(app_root, sock).call("scale", {"changes": changes})
     for name, change in result.items():
-        _say(f"{name}: {change['from']} -> {change['to']}")
+        clamped = " (clamped: a type cannot have fewer than 0)" if change.get("clamped") else ""
+        _say(f"{name}: {change['from']} -> {change['to']}{clamped}")
     return 0
 
 
@@ -214,6 +217,8 @@ def logs_command(
     app_root: str | None,
     socket: str | None,
 ) -> int:
+    from keelrun.logformat import LogFormatter
+
     if not (count.isascii() and count.isdigit()) or len(count) > 6:
         raise InputError("--lines", f'expected a number of lines, got "{count}"')
     fmt = log_format or os.environ.get("KEELRUN_LOG_FORMAT") or "text"
@@ -221,52 +226,31 @@ def logs_command(
         raise InputError("--log-format", f'expected text or json, got "{fmt}"')
     if color is None:
         color = os.isatty(1) and not os.environ.get("NO_COLOR")
-    printer = _LogPrinter(fmt == "json", color, not no_timestamp, not no_prefix)
+    formatter = LogFormatter(
+        json_mode=fmt == "json", color=color, timestamp=not no_timestamp, prefix=not no_prefix
+    )
     client = Client(app_root, socket)
     args = {"names": names, "lines": int(count), "follow": follow}
     out = sys.stdout.buffer
     try:
         for reply in client.request("logs", args, follow=follow):
             if "log" in reply:
-                out.write(printer.line(reply["log"]))
-                if follow:
-                    out.flush()
+                rec = reply["log"]
+                msg = rec["msg"].encode("utf-8", "surrogateescape")
+                out.write(formatter.line(float(rec["ts"]), rec["proc"], rec["stream"], msg))
+            elif "event" in reply:
+                out.write(formatter.event(reply["event"]))
             elif reply.get("end"):
                 break
             else:
                 result = _result(reply)
-                printer.width = result.get("width", printer.width)
+                # The same colours and padding as `keelrun start`.
+                formatter.set_types(result.get("types", []))
+                formatter.set_width(int(result.get("width", formatter.width)))
+                continue
+            if follow:
+                out.flush()
     except KeyboardInterrupt:
         pass
     out.flush()
     return 0
-
-
-class _LogPrinter:
-    def __init__(self, json_mode: bool, color: bool, timestamp: bool, prefix: bool) -> None:
-        self.json_mode = json_mode
-        self.color = color
-        self.timestamp = timestamp
-        self.prefix = prefix
-        self.width = 7
-        self.colors: dict[str, int] = {}
-
-    def line(self, rec: dict[str, Any]) -> bytes:
-        ts = float(rec["ts"])
-        if self.json_mode:
-            iso = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ts)) + ".%03dZ" % (
-                int(ts * 1000) % 1000
-            )
-            msg = rec["msg"].encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-            obj = {"ts": iso, "proc": rec["proc"], "stream": rec["stream"], "msg": msg}
-            return (json.dumps(obj, ensure_ascii=False) + "\n").encode()
-        body = rec["msg"].encode("utf-8", "surrogateescape")
-        if not self.prefix:
-            return body + b"\n"
-        name = rec["proc"].ljust(self.width) + " | "
-        if self.color:
-            kind = rec["proc"].rsplit(".", 1)[0]
-            code = self.colors.setdefault(kind, COLORS[len(self.colors) % len(COLORS)])
-            name = f"\x1b[{code}m{name}\x1b[0m"
-        head = time.strftime("%H:%M:%S ", time.localtime(ts)) if self.timestamp else ""
-        return (head + name).encode() + body + b"\n"

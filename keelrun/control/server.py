@@ -321,7 +321,10 @@ class ControlServer:
         try:
             reply = handler(args, conn)
         except RequestError as e:
-            conn.fail(str(e), e.kind)
+            error: Reply = {"ok": False, "error": str(e), "kind": e.kind}
+            if len(e.lines) > 1:
+                error["errors"] = e.lines
+            conn.finish(error)
             return
         except Exception as e:  # a request must never take the supervisor down
             if self.on_internal_error is not None:

@@ -2,17 +2,23 @@
 
 SIGTERM and `keelrun stop`, SIGHUP and `keelrun reload`, SIGUSR1 and
 `keelrun signal USR1 ...` call the same methods, so they cannot behave
-differently (the shape of circus' commands and gunicorn's arbiter).
+differently (the shape of circus' commands and gunicorn's arbiter). A request
+handler checks its arguments, calls the supervisor and answers through a
+``Reply``, which the control server's connections provide: this module knows
+nothing of sockets.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from keelrun.control.server import Connection
 from keelrun.errors import InputError, RequestError
+from keelrun.logformat import SYSTEM_NAME
 from keelrun.settings import MAX_COUNT
 from keelrun.supervisor.instance import Instance
 
@@ -22,13 +28,29 @@ if TYPE_CHECKING:
 
 MAX_LOG_LINES = 100_000
 
+Result = dict[str, Any]
+
+
+class Reply(Protocol):
+    """How a handler answers: one JSON reply, or a stream of lines (``logs -f``)."""
+
+    on_close: Callable[[], None] | None
+
+    def send(self, obj: Result) -> None: ...
+    def send_raw(self, data: bytes) -> None: ...
+    def finish(self, obj: Result) -> None: ...
+
+
+Handler = Callable[[dict[str, Any], Reply], Result | None]
+
 
 class Commands:
     def __init__(self, sup: Supervisor, overrides: Overrides | None) -> None:
         self.sup = sup
         self.overrides = overrides  # to re-read the inputs on reload
 
-    def handlers(self) -> dict[str, Callable[[dict[str, Any], Connection], Any]]:
+    def handlers(self) -> dict[str, Handler]:
+        """The socket's request table: each returns a reply, or None when it streams."""
         return {
             "ping": self.ping,
             "ps": self.ps,
@@ -40,6 +62,41 @@ class Commands:
             "reload": self.reload,
         }
 
+    # ------------------------------------------------------------ signals
+    def on_signal(self, signum: int) -> None:
+        """A signal to keelrun, as the loop delivers it."""
+        sig = signal.Signals(signum)
+        if sig in (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT):
+            self.stop_all(sig)
+        elif sig is signal.SIGHUP:
+            # A failed reload is reported as a reload_failed event; nothing changes.
+            with contextlib.suppress(RequestError):
+                self.reload({}, None)
+        else:  # SIGUSR1, SIGUSR2: forwarded to every process group
+            self.send_signal(sig, list(self.sup.instances.values()))
+
+    def stop_all(self, sig: signal.Signals | None) -> None:
+        """Stop keelrun (`keelrun stop` or a stop signal); a second SIGINT/SIGTERM kills at once."""
+        sup = self.sup
+        if sup.shutting_down:
+            if sig in (signal.SIGINT, signal.SIGTERM):
+                sup.force_stop(f"second {sig.name}")
+            return
+        if sig is None:
+            sup.request_stop(0, reason="keelrun stop")
+        elif sig is signal.SIGINT:
+            sup.request_stop(0, reason="SIGINT", hint="press Ctrl-C again to kill them now")
+        else:
+            hint = "SIGTERM again kills them now" if sig is signal.SIGTERM else ""
+            sup.request_stop(0, reason=sig.name, hint=hint)
+
+    def send_signal(self, sig: signal.Signals, targets: list[Instance]) -> list[str]:
+        sent = [i.name for i in self.sup.signal_instances(sig, targets)]
+        self.sup.events.info(
+            "signalled", f"sent {sig.name} to {', '.join(sent) or 'nothing'}", targets=sent
+        )
+        return sent
+
     # ------------------------------------------------------------- helpers
     def _names(self, args: dict[str, Any]) -> list[str]:
         names = args.get("names", [])
@@ -50,43 +107,44 @@ class Commands:
     def resolve(self, names: list[str]) -> list[Instance]:
         """NAME is a type (all its instances) or an instance (`web.2`)."""
         sup = self.sup
-        found: list[Instance] = []
+        found: dict[str, Instance] = {}
         for name in names:
             if name in sup.instances:
-                inst = sup.instances[name]
-                if inst not in found:
-                    found.append(inst)
+                found.setdefault(name, sup.instances[name])
             elif sup.settings.type_named(name) is not None:
-                found.extend(
-                    i for i in sup.instances.values() if i.ptype.name == name and i not in found
-                )
+                for inst in sup.instances.values():
+                    if inst.ptype.name == name:
+                        found.setdefault(inst.name, inst)
             else:
                 raise RequestError(f'unknown process or type "{name}"')
-        return found
+        return list(found.values())
 
-    # ------------------------------------------------------------ commands
-    def ping(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:
-        import os
+    def _not_stopping(self) -> None:
+        if self.sup.shutting_down:
+            raise RequestError("keelrun is stopping", "runtime")
 
+    # ------------------------------------------------------------ requests
+    def ping(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         from keelrun import __version__
 
         return {"ok": True, "result": {"pid": os.getpid(), "version": __version__}}
 
-    def ps(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:
+    def ps(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         from keelrun.supervisor.procscan import process_tree
         from keelrun.supervisor.stats import group_stats
 
         tree = process_tree()
+        now = self.sup.loop.time()
         rows = []
         for inst in self.sup.instances.values():
-            row = inst.describe()
+            row = inst.describe(now)
             cpu, rss = group_stats(inst.pid, tree) if inst.pid is not None else (None, None)
             row["cpu_percent"] = cpu
             row["rss_bytes"] = rss
             rows.append(row)
         return {"ok": True, "result": rows}
 
-    def scale(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:
+    def scale(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         from keelrun.formation import parse_scale
 
         changes = args.get("changes")
@@ -95,44 +153,47 @@ class Commands:
         try:
             parsed = parse_scale(changes, "scale")
         except InputError as e:
-            lines = e.lines() if hasattr(e, "lines") else [str(e)]
-            raise RequestError("; ".join(lines)) from None
+            raise RequestError.from_input(e) from None
         sup = self.sup
-        if sup.shutting_down:
-            raise RequestError("keelrun is stopping", "runtime")
+        self._not_stopping()
         for name, _op, _n in parsed:
             if sup.settings.type_named(name) is None:
                 raise RequestError(f'unknown process type "{name}"')
-        result = {}
+        targets: dict[str, tuple[int, int]] = {}
         for name, op, n in parsed:
             current = sup.count_of(name)
-            target = n if op == "=" else current + n if op == "+" else max(0, current - n)
-            if target > MAX_COUNT:
-                raise RequestError(f"{name}: at most {MAX_COUNT} instances, got {target}")
+            wanted = n if op == "=" else current + n if op == "+" else current - n
+            if wanted > MAX_COUNT:
+                raise RequestError(f"{name}: at most {MAX_COUNT} instances, got {wanted}")
+            targets[name] = (current, wanted)
+        result = {}
+        for name, (current, wanted) in targets.items():
+            target = max(0, wanted)
             sup.scale_type(name, target)
             result[name] = {"from": current, "to": target}
+            if wanted < 0:
+                result[name]["clamped"] = True  # asked for fewer than none
         return {"ok": True, "result": result}
 
-    def stop(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:
+    def stop(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         names = self._names(args)
         if not names:
-            self.sup.request_stop(0, reason="keelrun stop")
+            self.stop_all(None)
             return {"ok": True, "result": {"stopping": "keelrun"}}
         targets = self.resolve(names)
         for inst in targets:
             self.sup.stop_instance(inst)
         return {"ok": True, "result": {"stopping": [i.name for i in targets]}}
 
-    def restart(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:
+    def restart(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         names = self._names(args)
         targets = self.resolve(names) if names else list(self.sup.instances.values())
-        if self.sup.shutting_down:
-            raise RequestError("keelrun is stopping", "runtime")
+        self._not_stopping()
         for inst in targets:
             self.sup.restart_instance(inst)
         return {"ok": True, "result": {"restarting": [i.name for i in targets]}}
 
-    def signal(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:
+    def signal(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         from keelrun.signals import parse_signal
 
         names = self._names(args)
@@ -144,15 +205,11 @@ class Commands:
         try:
             sig = parse_signal(raw, "signal")
         except InputError as e:
-            raise RequestError(str(e)) from None
-        targets = self.resolve(names)
-        sent = [i.name for i in targets if self.sup.forward_signal(sig, [i])]
-        self.sup.events.emit(
-            "signalled", f"sent {sig.name} to {', '.join(sent) or 'nothing'}", targets=sent
-        )
+            raise RequestError.from_input(e) from None
+        sent = self.send_signal(sig, self.resolve(names))
         return {"ok": True, "result": {"signal": sig.name, "sent": sent}}
 
-    def logs(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any] | None:
+    def logs(self, args: dict[str, Any], reply: Reply | None = None) -> Result | None:
         names = self._names(args)
         count = args.get("lines", 100)
         follow = args.get("follow", False)
@@ -160,47 +217,73 @@ class Commands:
             raise RequestError(f"lines must be an integer from 0 to {MAX_LOG_LINES}")
         if not isinstance(follow, bool):
             raise RequestError("follow must be true or false")
-        targets = self.resolve(names) if names else list(self.sup.instances.values())
+        assert reply is not None
+        sup = self.sup
+        with_events = not names or SYSTEM_NAME in names
+        others = [n for n in names if n != SYSTEM_NAME]
+        if names:
+            targets = self.resolve(others)
+        else:
+            targets = list(sup.instances.values())
         wanted = {i.name for i in targets}
-        wanted_types = {n for n in names if n not in self.sup.instances}
-        width = max([7, *(len(n) for n in self.sup.instances)])
-        history: list[tuple[float, int, str, str, bytes]] = []
+        wanted_types = {n for n in others if n not in sup.instances}
+        history: list[tuple[float, int, bytes]] = []
         for order, inst in enumerate(targets):
             for ts, stream, line in inst.ring.tail(count):
-                history.append((ts, order, inst.name, stream, line))
+                history.append((ts, order + 1, _log_line(ts, inst.name, stream, line)))
+        if with_events:
+            records = list(sup.events.history)[-count:] if count else []
+            history += [(float(r["ts"]), 0, _event_line(r)) for r in records]
         history.sort(key=lambda r: (r[0], r[1]))
-        assert conn is not None
-        conn.send({"ok": True, "result": {"width": width, "follow": follow}})
-        for ts, _, name, stream, line in history[-count:] if count else []:
-            conn.send_raw(_log_line(ts, name, stream, line))
+        formatter = sup.pipes.formatter
+        reply.send(
+            {
+                "ok": True,
+                "result": {"width": formatter.width, "types": formatter.types, "follow": follow},
+            }
+        )
+        for _, _, data in history[-count:] if count else []:
+            reply.send_raw(data)
         if not follow:
-            conn.finish({"ok": True, "end": True})
+            reply.finish({"ok": True, "end": True})
             return None
 
-        def listener(inst: Instance, stream: str, ts: float, block: bytes) -> None:
-            if inst.name in wanted or inst.ptype.name in wanted_types or not names:
+        def on_lines(inst: Instance, stream: str, ts: float, block: bytes) -> None:
+            if not names or inst.name in wanted or inst.ptype.name in wanted_types:
                 for line in block[:-1].split(b"\n"):
-                    conn.send_raw(_log_line(ts, inst.name, stream, line))
+                    reply.send_raw(_log_line(ts, inst.name, stream, line))
 
-        self.sup.pipes.listeners.append(listener)
-        conn.on_close = lambda: self.sup.pipes.listeners.remove(listener)
+        def on_event(record: dict[str, Any]) -> None:
+            reply.send_raw(_event_line(record))
+
+        sup.pipes.listeners.append(on_lines)
+        if with_events:
+            sup.events.followers.append(on_event)
+
+        def unfollow() -> None:
+            sup.pipes.listeners.remove(on_lines)
+            if with_events:
+                sup.events.followers.remove(on_event)
+
+        reply.on_close = unfollow
         return None
 
-    def reload(self, args: dict[str, Any], conn: Connection | None = None) -> dict[str, Any]:
+    def reload(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         from keelrun.config import load_settings
 
         if self.overrides is None:
             raise RequestError("this keelrun cannot reload", "runtime")
-        if self.sup.shutting_down:
-            raise RequestError("keelrun is stopping", "runtime")
+        self._not_stopping()
         try:
             settings = load_settings(self.overrides)
         except InputError as e:
-            lines = e.lines() if hasattr(e, "lines") else [str(e)]
-            self.sup.events.emit(
-                "reload_failed", f"reload failed, nothing changed: {lines[0]}", errors=lines
+            error = RequestError.from_input(e)
+            self.sup.events.warning(
+                "reload_failed",
+                f"reload failed, nothing changed: {'; '.join(error.lines)}",
+                errors=error.lines,
             )
-            raise RequestError("; ".join(lines)) from None
+            raise error from None
         summary = self.sup.apply_settings(settings, self.overrides.only_types)
         return {"ok": True, "result": summary}
 
@@ -217,3 +300,9 @@ def _log_line(ts: float, name: str, stream: str, line: bytes) -> bytes:
         }
     }
     return (json.dumps(record, ensure_ascii=True) + "\n").encode()
+
+
+def _event_line(record: dict[str, Any]) -> bytes:
+    shown = dict(record)
+    shown["ts"] = round(float(shown["ts"]), 3)
+    return (json.dumps({"event": shown}, ensure_ascii=True, default=str) + "\n").encode()

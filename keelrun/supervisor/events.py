@@ -1,15 +1,54 @@
-"""keelrun's own events, through structlog, onto the same output as the children.
+"""keelrun's own events: structlog processors render them onto the children's stream.
+
+Every event has a level (``info``, ``warning``, ``error``), a snake_case name,
+the sentence a person reads (``msg``) and its fields. The processor chain is
+structlog's: ``add_log_level``, keelrun's time stamp and key order, then
+structlog's ``JSONRenderer`` (JSON mode) or keelrun's text line. Each event is
+also kept in a bounded history and handed to followers, so that ``keelrun logs``
+shows it under the name ``keelrun`` (README "Commands").
 
 structlog is imported on the first event, after the formation has been
-spawned: its import (~75 ms) must not delay the first child.
+spawned: it must not delay the first child.
 """
 
 from __future__ import annotations
 
+import json
+import sys
+import time
+from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
 
-from keelrun.supervisor.output import SYSTEM_NAME, Formatter
+from keelrun.logformat import SYSTEM_NAME, LogFormatter
+
+HISTORY = 1000  # events kept for `keelrun logs`, as many as lines per instance
+
+Record = dict[str, Any]
+Follower = Callable[[Record], None]
+
+
+def import_structlog() -> Any:
+    """structlog, without the console helpers' optional imports.
+
+    structlog.dev and structlog.tracebacks import rich, colorama and
+    better_exceptions when they are installed (textual brings rich): 40-100 ms
+    at start-up for pretty consoles keelrun never uses, since it renders its
+    own lines. Hiding them during the import makes structlog take its
+    documented fallbacks.
+    """
+    if "structlog" in sys.modules:
+        return sys.modules["structlog"]
+    hidden = [m for m in ("rich", "colorama", "better_exceptions") if m not in sys.modules]
+    for m in hidden:
+        sys.modules[m] = None  # type: ignore[assignment]
+    try:
+        import structlog
+    finally:
+        for m in hidden:
+            if sys.modules.get(m, False) is None:
+                del sys.modules[m]
+    return structlog
 
 
 class _Sink:
@@ -18,41 +57,64 @@ class _Sink:
     def __init__(self, write: Callable[[bytes], None]) -> None:
         self._write = write
 
-    def msg(self, line: bytes) -> None:
-        self._write(line)
+    def msg(self, line: str | bytes) -> None:
+        self._write(line if isinstance(line, bytes) else line.encode() + b"\n")
 
     info = warning = error = msg
 
 
 class Events:
-    def __init__(self, formatter: Formatter, write: Callable[[bytes], None]) -> None:
+    def __init__(self, formatter: LogFormatter, write: Callable[[bytes], None]) -> None:
         self._formatter = formatter
         self._write = write
         self._log: Any = None
+        self.history: deque[Record] = deque(maxlen=HISTORY)
+        self.followers: list[Follower] = []
 
     def _logger(self) -> Any:
         if self._log is None:
-            import structlog
-
+            structlog = import_structlog()
+            render: Any
+            if self._formatter.json_mode:
+                render = structlog.processors.JSONRenderer(
+                    serializer=json.dumps, ensure_ascii=False, default=str
+                )
+            else:
+                render = self._render_text
             self._log = structlog.wrap_logger(
                 _Sink(self._write),
-                processors=[self._render],
+                processors=[structlog.processors.add_log_level, self._shape, render],
                 cache_logger_on_first_use=True,
             )
         return self._log
 
-    def _render(self, logger: object, method: str, event_dict: MutableMapping[str, Any]) -> bytes:
-        event = event_dict.pop("event")
-        text = event_dict.pop("msg")
-        record: dict[str, Any] = {
-            "ts": self._formatter.clock.iso(),
+    def _shape(self, logger: object, method: str, event_dict: MutableMapping[str, Any]) -> Record:
+        """Time stamp and key order (ts, proc, level, event, msg, fields); keep it for `logs`."""
+        now = time.time()
+        record: Record = {
+            "ts": now,
             "proc": SYSTEM_NAME,
-            "event": event,
-            "msg": text,
+            "level": event_dict.pop("level"),
+            "event": event_dict.pop("event"),
+            "msg": event_dict.pop("msg"),
         }
         record.update(event_dict)
-        return self._formatter.event(text, record)
+        self.history.append(record)
+        for follower in self.followers:
+            follower(record)
+        shown = dict(record)
+        shown["ts"] = self._formatter.clock.iso(now)
+        return shown
 
-    def emit(self, event: str, msg: str, **fields: Any) -> None:
+    def _render_text(self, logger: object, method: str, record: MutableMapping[str, Any]) -> bytes:
+        return self._formatter.event_text(record.get("level"), str(record["msg"]))
+
+    def info(self, event: str, msg: str, **fields: Any) -> None:
         """One event: a snake_case name, the sentence a person reads, and its fields."""
         self._logger().info(event, msg=msg, **fields)
+
+    def warning(self, event: str, msg: str, **fields: Any) -> None:
+        self._logger().warning(event, msg=msg, **fields)
+
+    def error(self, event: str, msg: str, **fields: Any) -> None:
+        self._logger().error(event, msg=msg, **fields)

@@ -108,7 +108,7 @@ class Guardian:
         with contextlib.suppress(ChildProcessError):
             os.waitpid(self.pid, 0)
 
-    def release(self) -> None:
+    def close(self) -> None:
         """Clean exit: everything is already stopped; tell the guardian to go."""
         if self._w < 0:
             return

@@ -5,13 +5,12 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
-import subprocess
-import time
 
 from keelrun.loop import Timer
 from keelrun.settings import ProcessTypeSettings
+from keelrun.supervisor.framing import LineFramer
+from keelrun.supervisor.kernel import Child
 from keelrun.supervisor.lifecycle import RestartTracker, State
-from keelrun.supervisor.output import LineFramer
 from keelrun.supervisor.ring import LogRing
 
 
@@ -47,9 +46,8 @@ class Instance:
         self.state = State.STOPPED
         self.pid: int | None = None
         self.last_pid: int | None = None
-        self.proc: subprocess.Popen[bytes] | None = None  # never waited on: see spawn.py
-        self.started_mono = 0.0
-        self.started_wall = 0.0
+        self.child: Child | None = None  # the running process, until it is reaped
+        self.started_at = 0.0  # loop time of the last spawn
         self.restarts = 0
         self.exit_status: int | None = None
         self.ended_seq = 0  # order in which instances last ended
@@ -69,8 +67,8 @@ class Instance:
     def command(self) -> str:
         return self.ptype.command
 
-    def uptime(self) -> float:
-        return time.monotonic() - self.started_mono if self.pid is not None else 0.0
+    def uptime(self, now: float) -> float:
+        return now - self.started_at if self.pid is not None else 0.0
 
     def cancel_timers(self) -> None:
         for t in (self.timer, self.probe):
@@ -83,14 +81,14 @@ class Instance:
             return self.state in (State.RUNNING, State.READY)
         return self.state is State.READY
 
-    def describe(self) -> dict[str, object]:
+    def describe(self, now: float) -> dict[str, object]:
         """The `keelrun ps --json` record, without psutil's figures."""
         return {
             "name": self.name,
             "type": self.ptype.name,
             "pid": self.pid,
             "state": self.state.public,
-            "uptime_s": round(self.uptime(), 3) if self.pid is not None else None,
+            "uptime_s": round(self.uptime(now), 3) if self.pid is not None else None,
             "restarts": self.restarts,
             "exit_status": self.exit_status,
             "port": self.port,

@@ -75,25 +75,25 @@ class RestartTracker:
     maximum: float = BACKOFF_MAX
     stable_after: float = STABLE_UPTIME
     failures: int = 0  # failed starts in a row
-    restarts: int = 0  # restarts in a row (clean or not), drives the back-off
+    step: int = 0  # back-off step: restarts in a row, clean or not
 
     def on_exit(self, uptime: float, failed: bool) -> None:
         if uptime >= self.stable_after:
             self.failures = 0
-            self.restarts = 0
+            self.step = 0
         if failed:
             self.failures += 1
 
     def reset(self) -> None:
         """A restart someone asked for starts the count and the back-off over."""
         self.failures = 0
-        self.restarts = 0
+        self.step = 0
 
     def gave_up(self) -> bool:
         """True once the failed starts exceed the restarts allowed after the first start."""
         return self.failures > self.max_restarts
 
     def next_delay(self) -> float:
-        delay = min(self.maximum, self.initial * (2.0**self.restarts))
-        self.restarts += 1
+        delay = min(self.maximum, self.initial * (2.0**self.step))
+        self.step += 1
         return delay

@@ -49,10 +49,10 @@ class Lifeline:
 
         self._settled = cgroup.in_background(move_in)
 
-    def release(self) -> None:
-        """A clean exit (everything stopped) or one before anything started."""
+    def close(self) -> None:
+        """A clean exit (everything stopped) or one before anything started: let go."""
         if self._settled is not None:
             self._settled()
         # The guardian removes the cgroup once keelrun has exited: moving out
         # first would hold the kernel's fork lock for another RCU grace period.
-        self.guardian.release()
+        self.guardian.close()

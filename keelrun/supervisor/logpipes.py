@@ -12,9 +12,10 @@ import os
 import time
 from collections.abc import Callable
 
+from keelrun.logformat import LogFormatter
 from keelrun.loop import Loop
 from keelrun.supervisor.instance import Instance, Stream, close_stream
-from keelrun.supervisor.output import Formatter, Output
+from keelrun.supervisor.writer import Writer
 
 # Reads stay small on purpose: a 64 KiB block is formatted and written while
 # it is still in the CPU cache. Growing the children's pipes to 1 MiB to get
@@ -28,14 +29,14 @@ class LogPipes:
     def __init__(
         self,
         loop: Loop,
-        formatter: Formatter,
-        output: Output,
-        on_lines: Callable[[Instance, bytes], None],
+        formatter: LogFormatter,
+        writer: Writer,
     ) -> None:
         self.loop = loop
         self.formatter = formatter
-        self.output = output
-        self.on_lines = on_lines  # readiness: called only for instances waiting for a log line
+        self.writer = writer
+        # Readiness: called only for instances waiting for a log line.
+        self.on_lines: Callable[[Instance, bytes], None] = lambda inst, block: None
         self.listeners: list[Listener] = []  # `keelrun logs -f` followers
         self.streams: set[Stream] = set()
         self.paused = False
@@ -83,7 +84,7 @@ class LogPipes:
     def emit(self, stream: Stream, block: bytes) -> None:
         inst = stream.instance
         out, lines = self.formatter.block(inst.name, stream.name, block)
-        self.output.write_all(out)
+        self.writer.queue_all(out)
         now = time.time()
         inst.ring.append(now, stream.name, block, lines)
         if self.listeners:

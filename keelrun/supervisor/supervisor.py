@@ -1,40 +1,29 @@
 """The supervisor: owns every instance, reaps every child, runs every stop.
 
 Everything here runs on the loop's one thread. Exit statuses enter in exactly
-one place (`_reap`, a `waitpid(-1)` loop); unknown pids (orphans reparented to
-us as subreaper or PID 1) are reaped and ignored.
+one place (`reap`, the kernel's `waitpid(-1)` loop); unknown pids (orphans
+reparented to us as subreaper or PID 1) are reaped and ignored. What the
+operating system does goes through `Kernel`, so that tests can drive this
+state machine with a fake one.
 """
 
 from __future__ import annotations
 
-import errno
-import os
-import re
 import signal
-import socket
-import time
 from collections.abc import Callable
-from typing import Any
 
-from keelrun.loop import Loop
+from keelrun.loop import Loop, Timer
 from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings, instance_env
-from keelrun.supervisor import procscan, spawn
 from keelrun.supervisor.events import Events
 from keelrun.supervisor.instance import Instance, Intent
-from keelrun.supervisor.leftovers import Leftovers
-from keelrun.supervisor.lifecycle import (
-    State,
-    describe_exit,
-    exit_code,
-    is_failure,
-    should_restart,
-)
+from keelrun.supervisor.kernel import Kernel
+from keelrun.supervisor.lifecycle import State, describe_exit, exit_code, is_failure, should_restart
 from keelrun.supervisor.logpipes import LogPipes
-from keelrun.supervisor.output import Formatter, Output
+from keelrun.supervisor.readiness import Readiness, deps_ready
+from keelrun.supervisor.reconcile import diff_settings
+from keelrun.supervisor.sweep import Sweeper
 
-PROBE_INTERVAL = 0.1  # port readiness probe, only while an instance is starting
 STOP_CHECK = 0.05  # re-check of groups being stopped, only while any are
-ANNOUNCE_WITHIN = 0.2  # the started events of the initial formation, at the latest
 FINAL_REAP = 1.0  # after SIGKILL, how long to wait for the kernel to deliver the deaths
 
 
@@ -44,59 +33,59 @@ class Supervisor:
         settings: Settings,
         loop: Loop,
         events: Events,
-        formatter: Formatter,
-        output: Output,
+        pipes: LogPipes,
+        kernel: Kernel,
         *,
         extra_env: dict[str, str],
     ) -> None:
         self.settings = settings
         self.loop = loop
         self.events = events
-        self.formatter = formatter
+        self.pipes = pipes
+        self.kernel = kernel
         self.extra_env = extra_env
         self.instances: dict[str, Instance] = {}
         self.by_pid: dict[int, Instance] = {}
-        self.leftovers = Leftovers()
-        self._tick_timer: Any = None
+        self.sweeper = Sweeper(kernel, loop.time)
+        self.readiness = Readiness(loop, self._became_ready, self._ready_timeout)
+        pipes.on_lines = self.readiness.check_lines
         self.shutting_down = False
         self.forced = False
         self.exit_status: int | None = None
         self._ended = 0
-        self._stop_timer: Any = None
-        self.pipes = LogPipes(loop, formatter, output, self._check_log_ready)
-        self.active_types: list[str] = []
+        self._tick_timer: Timer | None = None
+        self._stop_timer: Timer | None = None
         self.release: Instance | None = None
-        self._unannounced: list[tuple[Instance, int]] = []
         self._after_release: Callable[[], None] | None = None
+        self._names_changed()
 
     # ------------------------------------------------------------------ start
     def start(self, counts: dict[str, int]) -> None:
-        """Create and spawn the formation: counts maps type name -> instances."""
+        """Create and spawn the formation: counts maps type name -> instances.
+
+        Every process is spawned before the first event: structlog is imported
+        on the first one and must not delay the first child. The started events
+        are still written before any line of the children, which the loop only
+        reads afterwards.
+        """
         for ptype in self.settings.types:
-            if ptype.name in counts:
-                self.active_types.append(ptype.name)
-                for n in range(1, counts[ptype.name] + 1):
-                    self._add(ptype, n)
+            for n in range(1, counts.get(ptype.name, 0) + 1):
+                self._add(ptype, n)
         self._names_changed()
-        started: list[tuple[Instance, int]] = []
+        started: list[Instance] = []
         for inst in list(self.instances.values()):
-            if self._deps_ready(inst.ptype):
-                self._spawn(inst, announce=False)
-                if inst.last_pid is not None:
-                    started.append((inst, inst.last_pid))
+            if deps_ready(inst.ptype, self.instances.values()):
+                if self._spawn(inst, announce=False):
+                    started.append(inst)
             else:
                 inst.state = State.HELD
-        # Announced once the children's first lines are out (or after 0.2 s):
-        # the first event imports structlog, which must not delay them.
-        self._unannounced = started
-        self.loop.when_idle(self._announce_formation, at_most=ANNOUNCE_WITHIN)
-
-    def _announce_formation(self) -> None:
-        self._flush_announcements()
+        for inst in started:
+            self._announce_start(inst)
         for inst in self.instances.values():
             if inst.state is State.HELD:
                 deps = ", ".join(inst.ptype.depends_on)
-                self.events.emit("process_held", f"{inst.name} waits for {deps}", target=inst.name)
+                self.events.info("process_held", f"{inst.name} waits for {deps}", target=inst.name)
+        self._release_held()
 
     def start_release(self, then: Callable[[], None]) -> None:
         """Run the release type once, to completion; call ``then`` only if it succeeded."""
@@ -106,7 +95,6 @@ class Supervisor:
         self.release = inst
         self._after_release = then
         self.instances[inst.name] = inst
-        self.formatter.set_type_order([ptype.name])
         self._names_changed()
         self._spawn(inst)
 
@@ -117,14 +105,14 @@ class Supervisor:
         if self.shutting_down:
             return
         if code != 0:
-            self.events.emit(
+            self.events.error(
                 "release_failed",
                 f"release phase {describe_exit(status)}: not starting the formation",
                 status=code,
             )
             self.request_stop(code, reason="release failed")
             return
-        self.events.emit("release_done", "release phase done", status=0)
+        self.events.info("release_done", "release phase done", status=0)
         then, self._after_release = self._after_release, None
         if then is not None:
             then()
@@ -135,237 +123,159 @@ class Supervisor:
         return inst
 
     def _names_changed(self) -> None:
-        self.formatter.set_names(list(self.instances))
-        self.formatter.set_type_order(self.active_types)
+        formatter = self.pipes.formatter
+        formatter.set_types(t.name for t in self.settings.all_types())
+        formatter.set_names(self.instances)
 
-    def _env_for(self, inst: Instance) -> dict[str, str]:
+    def _spawn(self, inst: Instance, announce: bool = True) -> bool:
+        """Start the instance's process; False if nothing was started."""
+        if self.shutting_down:
+            return False  # nothing new starts once keelrun is stopping
+        if self.sweeper:
+            # A new incarnation never runs beside the leftovers of the last one.
+            self.sweeper.stop(inst.name)
+            if self.sweeper.check():
+                self._schedule_tick()
         spec = InstanceSpec(inst.name, inst.ptype.name, inst.number, inst.port, inst.command)
         env = instance_env(self.settings, spec)
         env.update(self.extra_env)
-        return env
-
-    def _spawn(self, inst: Instance, announce: bool = True) -> None:
-        if self.shutting_down:
-            return  # nothing new starts once keelrun is stopping
-        if self.leftovers:
-            # A new incarnation never runs beside the leftovers of the last one.
-            self.leftovers.stop(inst.name)
-            if self.leftovers.check():
-                self._schedule_tick()
-        fds: list[int] = []
         try:
-            out_r, out_w = spawn.make_pipe()
-            fds += (out_r, out_w)
-            err_r, err_w = spawn.make_pipe()
-            fds += (err_r, err_w)
-            proc = spawn.spawn_shell(inst.command, self._env_for(inst), out_w, err_w)
+            child = self.kernel.spawn(inst.command, env)
         except OSError as e:
             # keelrun could not start it (out of fds, processes, memory): the
             # app did not fail, so this is retried with back-off and does not
             # count towards --max-restarts; the running instances are unaffected.
-            spawn.close_quietly(*fds)
             delay = inst.tracker.next_delay()
             inst.pid = None
             inst.state = State.BACKOFF
             inst.timer = self.loop.call_later(delay, lambda: self._restart_after_backoff(inst))
-            self.events.emit(
+            self.events.warning(
                 "spawn_failed",
                 f"cannot start {inst.name}: {e.strerror or e}; retrying in {delay:g}s",
                 target=inst.name,
                 error=e.strerror or str(e),
                 delay_s=delay,
             )
-            return
-        spawn.close_quietly(out_w, err_w)
-        pid = proc.pid
-        inst.proc = proc
-        inst.pid = inst.last_pid = pid
-        inst.started_mono = time.monotonic()
-        inst.started_wall = time.time()
+            return False
+        inst.child = child
+        inst.pid = inst.last_pid = child.pid
+        inst.started_at = self.loop.time()
         inst.intent = Intent.NONE
-        self.by_pid[pid] = inst
-        for fd, name in ((out_r, "stdout"), (err_r, "stderr")):
-            self.pipes.add(inst, fd, name)
-        ready = inst.ptype.ready
-        if ready is None:
-            inst.state = State.RUNNING
-        else:
-            inst.state = State.STARTING
-            if ready.kind == "log":
-                inst.log_ready = re.compile(ready.pattern or "")
-            else:
-                inst.probe = self.loop.call_later(PROBE_INTERVAL, lambda: self._probe(inst))
-            inst.timer = self.loop.call_later(
-                inst.ptype.ready_timeout, lambda: self._ready_timeout(inst)
-            )
+        self.by_pid[child.pid] = inst
+        self.pipes.add(inst, child.stdout, "stdout")
+        self.pipes.add(inst, child.stderr, "stderr")
+        self.readiness.begin(inst)
         if announce:
-            self._announce_start(inst, pid)
-        if ready is None:
+            self._announce_start(inst)
+        if inst.state is State.RUNNING:
             self._release_held()
+        return True
 
-    def _announce_start(self, inst: Instance, pid: int) -> None:
-        self.events.emit(
+    def _announce_start(self, inst: Instance) -> None:
+        self.events.info(
             "process_started",
-            f"started {inst.name} (pid {pid}, port {inst.port}): {inst.command}",
+            f"started {inst.name} (pid {inst.last_pid}, port {inst.port}): {inst.command}",
             target=inst.name,
-            pid=pid,
+            pid=inst.last_pid,
             port=inst.port,
         )
 
-    def _flush_announcements(self) -> None:
-        """Started events not yet emitted go out before any later event about them."""
-        pending, self._unannounced = self._unannounced, []
-        for inst, pid in pending:
-            self._announce_start(inst, pid)
-
     # ------------------------------------------------------------ readiness
-    def _probe(self, inst: Instance) -> None:
-        inst.probe = None
-        if inst.state is not State.STARTING:
-            return
-        try:
-            with socket.create_connection(("127.0.0.1", inst.port), timeout=0.05):
-                pass
-        except OSError:
-            inst.probe = self.loop.call_later(PROBE_INTERVAL, lambda: self._probe(inst))
-            return
-        self._became_ready(inst, f"port {inst.port} accepts connections")
-
-    def _check_log_ready(self, inst: Instance, block: bytes) -> None:
-        pattern = inst.log_ready
-        assert pattern is not None
-        for line in block[:-1].split(b"\n"):
-            if pattern.search(line.decode("utf-8", "replace")):
-                self._became_ready(inst, "its log matched")
-                return
-
     def _became_ready(self, inst: Instance, why: str) -> None:
-        inst.log_ready = None
-        if inst.state is not State.STARTING:
-            return
-        self._flush_announcements()
         inst.cancel_timers()
         inst.state = State.READY
-        self.events.emit("process_ready", f"{inst.name} is ready: {why}", target=inst.name)
+        self.events.info("process_ready", f"{inst.name} is ready: {why}", target=inst.name)
         self._release_held()
 
     def _ready_timeout(self, inst: Instance) -> None:
-        inst.timer = None
-        if inst.state is not State.STARTING:
-            return
-        self.events.emit(
+        self.events.warning(
             "ready_timeout",
             f"{inst.name} not ready after {inst.ptype.ready_timeout:g}s: stopping it",
             target=inst.name,
         )
         self._stop_process(inst, Intent.READY_TIMEOUT)
 
-    def _deps_ready(self, ptype: ProcessTypeSettings) -> bool:
-        for dep in ptype.depends_on:
-            for inst in self.instances.values():
-                if inst.ptype.name == dep and not inst.is_ready_for_dependents():
-                    return False
-        return True
-
     def _release_held(self) -> None:
         if self.shutting_down:
             return
         for inst in list(self.instances.values()):
-            if inst.state is State.HELD and self._deps_ready(inst.ptype):
+            if inst.state is State.HELD and deps_ready(inst.ptype, self.instances.values()):
                 self._spawn(inst)
 
     # --------------------------------------------------------------- reaping
-    def on_sigchld(self, signum: int) -> None:
-        self._reap()
-
-    def _reap(self) -> None:
-        while True:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
+    def reap(self) -> None:
+        """Collect every child that has ended (on SIGCHLD, and once at start)."""
+        for pid, status in self.kernel.reap():
             inst = self.by_pid.pop(pid, None)
             if inst is not None:
                 self._process_ended(inst, status)
-        if self.leftovers and self.leftovers.check():
+        if self.sweeper and self.sweeper.check():
             self._schedule_tick()
         if self.shutting_down:
             self._check_done()
 
     def _process_ended(self, inst: Instance, status: int) -> None:
-        uptime = inst.uptime()
+        now = self.loop.time()
+        uptime = inst.uptime(now)
         pgid = inst.pid
-        if inst.proc is not None:
-            spawn.reaped(inst.proc, status)
-            inst.proc = None
+        assert pgid is not None
+        if inst.child is not None:
+            self.kernel.reaped(inst.child, status)
+            inst.child = None
         self.pipes.drain(inst)
         inst.pid = None
-        inst.probe = _cancel(inst.probe)
-        inst.timer = _cancel(inst.timer)
+        inst.cancel_timers()
         inst.log_ready = None
         inst.exit_status = exit_code(status)
         self._ended += 1
         inst.ended_seq = self._ended
-        assert pgid is not None
-        if spawn.group_alive(pgid):
+        if self.kernel.group_alive(pgid):
             stopping = inst.state is State.STOPPING or self.forced
-            self.leftovers.add(pgid, inst.name, inst.ptype.stop_signal, inst.ptype.grace, stopping)
+            grace, stop_signal = inst.ptype.grace, inst.ptype.stop_signal
+            self.sweeper.add(pgid, inst.name, stop_signal, grace, stopping)
             if self.forced:
-                self.leftovers.kill()
+                self.sweeper.kill()
             self._schedule_tick()
         intent, inst.intent = inst.intent, Intent.NONE
         if inst is self.release:
             self._event_exit(inst, status, "process_exited")
             self._release_ended(inst, status)
-            return
-        if self.shutting_down:
+        elif self.shutting_down:
             inst.state = State.STOPPED
             self._event_exit(inst, status, "process_exited")
-            return
-        if intent is Intent.STOP:
+        elif intent is Intent.STOP:
             inst.state = State.STOPPED
-            self._event_exit(inst, status, "process_stopped")
+            self._event_exit(inst, status, "process_stopped", requested=True)
         elif intent is Intent.REMOVE:
-            self._event_exit(inst, status, "process_stopped")
+            self._event_exit(inst, status, "process_stopped", requested=True)
             self._remove(inst)
         elif intent is Intent.RESTART:
-            self._event_exit(inst, status, "process_stopped")
+            self._event_exit(inst, status, "process_stopped", requested=True)
             inst.restarts += 1
             inst.tracker.reset()
             self._spawn(inst)
-        elif intent is Intent.READY_TIMEOUT:
-            self._event_exit(inst, status, "process_exited")
-            self._ended_by_itself(inst, status, uptime, failed=True)
         else:
             self._event_exit(inst, status, "process_exited")
-            self._ended_by_itself(inst, status, uptime)
+            # A ready timeout is a failed start even when the process exited 0 on SIGTERM.
+            failed = True if intent is Intent.READY_TIMEOUT else is_failure(status)
+            self._ended_by_itself(inst, status, uptime, failed)
 
-    def _event_exit(self, inst: Instance, status: int, event: str) -> None:
-        self._flush_announcements()
-        self.events.emit(
-            event,
-            f"{inst.name} (pid {inst.last_pid}) {describe_exit(status)}",
-            target=inst.name,
-            pid=inst.last_pid,
-            status=exit_code(status),
-        )
+    def _event_exit(self, inst: Instance, status: int, event: str, requested: bool = False) -> None:
+        text = f"{inst.name} (pid {inst.last_pid}) {describe_exit(status)}"
+        fields = {"target": inst.name, "pid": inst.last_pid, "status": exit_code(status)}
+        if requested or self.shutting_down or not is_failure(status):
+            self.events.info(event, text, **fields)
+        else:
+            self.events.warning(event, text, **fields)
 
-    def _ended_by_itself(
-        self, inst: Instance, status: int, uptime: float, failed: bool | None = None
-    ) -> None:
-        if failed is None:
-            failed = is_failure(status)
-        inst.exit_status = exit_code(status)
+    def _ended_by_itself(self, inst: Instance, status: int, uptime: float, failed: bool) -> None:
         tracker = inst.tracker
         tracker.on_exit(uptime, failed)
         policy = inst.ptype.restart
-        # A ready timeout is a failed start even when the process exited 0 on SIGTERM.
         if should_restart(policy, status) or (failed and policy != "never"):
             if tracker.gave_up():
                 inst.state = State.FAILED
-                self.events.emit(
+                self.events.error(
                     "process_failed",
                     f"{inst.name} failed {tracker.failures} starts in a row: giving up",
                     target=inst.name,
@@ -375,7 +285,7 @@ class Supervisor:
                 return
             delay = tracker.next_delay()
             inst.state = State.BACKOFF
-            self.events.emit(
+            self.events.warning(
                 "process_restarting",
                 f"restarting {inst.name} in {delay:g}s",
                 target=inst.name,
@@ -396,15 +306,15 @@ class Supervisor:
         """When no instance is left to run, keelrun exits with the formation's status."""
         if not self.instances:
             return
-        for inst in self.instances.values():
-            if inst.state not in (State.EXITED, State.FAILED):
-                return
+        if any(i.state not in (State.EXITED, State.FAILED) for i in self.instances.values()):
+            return
         failed = sorted(
             (i for i in self.instances.values() if i.exit_status), key=lambda i: i.ended_seq
         )
-        status = failed[0].exit_status if failed else 0
-        self.events.emit("all_exited", "every process has ended", status=status)
-        self.request_stop(status or 0, reason="every process has ended")
+        status = (failed[0].exit_status or 0) if failed else 0
+        log = self.events.warning if status else self.events.info
+        log("all_exited", "every process has ended", status=status)
+        self.request_stop(status, reason="every process has ended")
 
     # --------------------------------------------------------------- stopping
     def _stop_process(self, inst: Instance, intent: Intent) -> None:
@@ -414,21 +324,20 @@ class Supervisor:
         if inst.state is State.STOPPING:
             return
         inst.state = State.STOPPING
-        inst.probe = _cancel(inst.probe)
-        inst.timer = _cancel(inst.timer)
-        spawn.signal_group(inst.pid, inst.ptype.stop_signal)
+        inst.cancel_timers()
+        self.kernel.signal_group(inst.pid, inst.ptype.stop_signal)
         inst.timer = self.loop.call_later(inst.ptype.grace, lambda: self._kill(inst))
 
     def _kill(self, inst: Instance) -> None:
         inst.timer = None
-        if inst.pid is not None and inst.state is State.STOPPING:
-            self.events.emit(
+        if inst.pid is not None and inst.state is State.STOPPING and not self.forced:
+            self.events.warning(
                 "process_killed",
                 f"{inst.name} still running after {inst.ptype.grace:g}s: SIGKILL",
                 target=inst.name,
                 pid=inst.pid,
             )
-            spawn.signal_group(inst.pid, signal.SIGKILL)
+            self.kernel.signal_group(inst.pid, signal.SIGKILL)
 
     def _schedule_tick(self) -> None:
         if self._tick_timer is None:
@@ -437,19 +346,20 @@ class Supervisor:
     def _tick(self) -> None:
         """Runs only while leftover groups or strays are being stopped, never when idle."""
         self._tick_timer = None
-        if self.leftovers.check():
+        if self.sweeper.check():
             self._schedule_tick()
         if self.shutting_down:
             self._check_done()
 
-    def request_stop(self, status: int = 0, reason: str = "stop requested") -> None:
+    def request_stop(self, status: int = 0, reason: str = "stop requested", hint: str = "") -> None:
         """Stop everything: the stop signal to every group, SIGKILL after the grace."""
         if self.shutting_down:
             return
         self.shutting_down = True
         self.exit_status = status
-        self._flush_announcements()
-        self.events.emit("stopping", f"stopping all processes ({reason})", reason=reason)
+        running = any(inst.pid is not None for inst in self.instances.values())
+        text = f"stopping all processes ({reason})" + (f"; {hint}" if hint and running else "")
+        self.events.info("stopping", text, reason=reason)
         grace = 0.0
         for inst in self.instances.values():
             if inst.pid is not None:
@@ -460,55 +370,44 @@ class Supervisor:
                 inst.timer = _cancel(inst.timer)
                 if inst.state in (State.BACKOFF, State.HELD):
                     inst.state = State.STOPPED
-        self.leftovers.stop()
-        # Descendants that left their groups (daemons that called setsid).
-        strays = self._strays()
-        for pid in strays:
-            _kill_pid(pid, signal.SIGTERM)
-        grace = max(grace, self.leftovers.max_grace(), self.settings.timeout if strays else 0.0)
+        self.sweeper.stop()
+        strays = self.sweeper.signal_strays(self.by_pid, signal.SIGTERM)
+        grace = max(grace, self.sweeper.max_grace(), self.settings.timeout if strays else 0.0)
         self._stop_timer = self.loop.call_later(grace, self._grace_over)
         self._check_done()
 
-    def force_stop(self) -> None:
-        """A second interrupt, or the grace ran out: SIGKILL everything now."""
+    def force_stop(self, reason: str) -> None:
+        """A second interrupt, or the grace ran out: SIGKILL everything now (announced once)."""
+        if self.forced:
+            return
         self.forced = True
+        alive = [i.name for i in self.instances.values() if i.pid is not None]
+        if alive:
+            self.events.warning(
+                "killed", f"{reason}: SIGKILL {', '.join(alive)}", reason=reason, targets=alive
+            )
         for inst in self.instances.values():
             if inst.pid is not None:
-                spawn.signal_group(inst.pid, signal.SIGKILL)
-        self.leftovers.kill()
-        for pid in self._strays():
-            _kill_pid(pid, signal.SIGKILL)
+                self.kernel.signal_group(inst.pid, signal.SIGKILL)
+        self.sweeper.kill()
+        self.sweeper.signal_strays(self.by_pid, signal.SIGKILL)
         _cancel(self._stop_timer)
         self._stop_timer = self.loop.call_later(FINAL_REAP, self.loop.stop)
         self._check_done()
 
     def _grace_over(self) -> None:
         self._stop_timer = None
-        alive = [i.name for i in self.instances.values() if i.pid is not None]
-        if alive:
-            self.events.emit(
-                "killed_after_grace",
-                f"still running after the grace: SIGKILL {', '.join(alive)}",
-                targets=alive,
-            )
-        self.force_stop()
-
-    def _strays(self) -> list[int]:
-        """Descendants outside every group we signal: daemons that called setsid."""
-        groups = set(self.by_pid) | set(self.leftovers.groups)
-        return [pid for pid, pgid in procscan.descendants(os.getpid()) if pgid not in groups]
+        self.force_stop("still running after the grace")
 
     def _check_done(self) -> None:
         if any(inst.pid is not None for inst in self.instances.values()):
             return
-        if self.leftovers:
+        if self.sweeper:
             self._schedule_tick()
             return
-        strays = self._strays()
-        if strays:
+        if self.sweeper.strays(self.by_pid):
             if self.forced:
-                for pid in strays:
-                    _kill_pid(pid, signal.SIGKILL)
+                self.sweeper.signal_strays(self.by_pid, signal.SIGKILL)
             self._schedule_tick()
             return
         self.loop.stop()
@@ -527,12 +426,13 @@ class Supervisor:
             if i.ptype.name == type_name and i.intent is not Intent.REMOVE
         )
 
-    def scale_type(self, type_name: str, target: int) -> None:
-        """Desired state: instances 1..target of the type; stop the highest-numbered extras."""
+    def scale_type(self, type_name: str, target: int) -> int:
+        """Desired state: instances 1..target of the type; stop the highest-numbered extras.
+
+        Returns the count before.
+        """
         ptype = self.settings.type_named(type_name)
         assert ptype is not None
-        if type_name not in self.active_types:
-            self.active_types.append(type_name)
         before = self.count_of(type_name)
         for inst in sorted(
             (i for i in self.instances.values() if i.ptype.name == type_name),
@@ -545,23 +445,25 @@ class Supervisor:
                     self._remove(inst)
             elif inst.number <= target and inst.intent is Intent.REMOVE:
                 inst.intent = Intent.RESTART  # scaled back up while stopping: keep it
-        created = []
-        for number in range(1, target + 1):
-            if f"{type_name}.{number}" not in self.instances:
-                created.append(self._add(ptype, number))
+        created = [
+            self._add(ptype, n)
+            for n in range(1, target + 1)
+            if f"{type_name}.{n}" not in self.instances
+        ]
         self._names_changed()
         for inst in created:
-            if self._deps_ready(ptype):
+            if deps_ready(ptype, self.instances.values()):
                 self._spawn(inst)
             else:
                 inst.state = State.HELD
-        self.events.emit(
+        self.events.info(
             "scaled",
             f"scaled {type_name} from {before} to {target}",
             target=type_name,
             count=target,
             previous=before,
         )
+        return before
 
     def stop_instance(self, inst: Instance) -> None:
         """Stop and keep stopped (until `keelrun restart`)."""
@@ -585,78 +487,36 @@ class Supervisor:
 
     def apply_settings(self, new: Settings, only_types: tuple[str, ...]) -> dict[str, list[str]]:
         """Reload: restart only the types whose command, environment or settings changed."""
-        old = self.settings
-        env_changed = old.env != new.env
-        old_types = {t.name: t for t in old.types}
-        new_types = {t.name: t for t in new.types}
-        changed, added, removed = [], [], []
+        diff = diff_settings(self.settings, new)
         self.settings = new
-        for name, old_t in old_types.items():
-            new_t = new_types.get(name)
-            if new_t is None:
-                removed.append(name)
-                for inst in [i for i in self.instances.values() if i.ptype.name == name]:
-                    if inst.pid is not None:
-                        self._stop_process(inst, Intent.REMOVE)
-                    else:
-                        self._remove(inst)
-                if name in self.active_types:
-                    self.active_types.remove(name)
+        new_types = {t.name: t for t in new.types}
+        for inst in list(self.instances.values()):
+            name = inst.ptype.name
+            if name in diff.removed:
+                if inst.pid is not None:
+                    self._stop_process(inst, Intent.REMOVE)
+                else:
+                    self._remove(inst)
                 continue
-            same = _without_count(old_t) == _without_count(new_t) and not env_changed
-            for inst in [i for i in self.instances.values() if i.ptype.name == name]:
-                inst.ptype = new_t
-                inst.tracker.max_restarts = new_t.max_restarts
-                if not same and inst.pid is not None and inst.intent is not Intent.REMOVE:
-                    self._stop_process(inst, Intent.RESTART)
-            if not same:
-                changed.append(name)
-        for name, new_t in new_types.items():
-            if name not in old_types and (not only_types or name in only_types):
-                added.append(name)
-                self.scale_type(name, new_t.count)
+            inst.ptype = new_types[name]
+            inst.tracker.max_restarts = inst.ptype.max_restarts
+            restart = name in diff.restarted and inst.intent is not Intent.REMOVE
+            if restart and inst.pid is not None:
+                self._stop_process(inst, Intent.RESTART)
+        added = [n for n in diff.added if not only_types or n in only_types]
+        for name in added:
+            self.scale_type(name, new_types[name].count)
         self._names_changed()
-        self.events.emit(
-            "reloaded",
-            "reloaded: "
-            + (
-                ", ".join(
-                    f"{k} {', '.join(v)}"
-                    for k, v in (("restarted", changed), ("added", added), ("removed", removed))
-                    if v
-                )
-                or "nothing changed"
-            ),
-            restarted=changed,
-            added=added,
-            removed=removed,
-        )
-        return {"restarted": changed, "added": added, "removed": removed}
+        summary = {"restarted": diff.restarted, "added": added, "removed": diff.removed}
+        self.events.info("reloaded", f"reloaded: {diff.summary()}", **summary)
+        return summary
 
-    def forward_signal(self, sig: int, targets: list[Instance] | None = None) -> int:
-        """Send sig to the process groups of the targets (default: all). Returns the count."""
-        sent = 0
-        for inst in targets if targets is not None else list(self.instances.values()):
-            if inst.pid is not None and spawn.signal_group(inst.pid, sig):
-                sent += 1
-        return sent
+    def signal_instances(self, sig: int, targets: list[Instance]) -> list[Instance]:
+        """Send sig to the process groups of the targets; returns those that got it."""
+        return [i for i in targets if i.pid is not None and self.kernel.signal_group(i.pid, sig)]
 
 
-def _without_count(ptype: ProcessTypeSettings) -> ProcessTypeSettings:
-    import dataclasses
-
-    return dataclasses.replace(ptype, count=0)
-
-
-def _cancel(timer: Any) -> None:
+def _cancel(timer: Timer | None) -> None:
     if timer is not None:
         timer.cancel()
     return None
-
-
-def _kill_pid(pid: int, sig: int) -> None:
-    try:
-        os.kill(pid, sig)
-    except OSError as e:
-        if e.errno not in (errno.ESRCH, errno.EPERM):
-            raise

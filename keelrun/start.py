@@ -1,4 +1,9 @@
-"""`keelrun start` and `keelrun release`: main() as a checklist of steps."""
+"""`keelrun start` and `keelrun release`: the wiring of loop, supervisor, socket and signals.
+
+`_supervise` reads as a checklist of steps. This module is the one place that
+knows both the supervisor (keelrun/supervisor/) and the control socket
+(keelrun/control/); neither imports the other's side.
+"""
 
 from __future__ import annotations
 
@@ -7,13 +12,16 @@ import os
 import signal
 import sys
 import time
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from keelrun.config import Overrides
 from keelrun.settings import Settings
 
 if TYPE_CHECKING:
+    from keelrun.loop import Loop
     from keelrun.supervisor.lifeline import Lifeline
+    from keelrun.supervisor.supervisor import Supervisor
+    from keelrun.supervisor.writer import Writer
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED = (signal.SIGUSR1, signal.SIGUSR2)
@@ -34,7 +42,7 @@ def _counts(settings: Settings, only_types: tuple[str, ...]) -> dict[str, int]:
 def _use_color(settings: Settings) -> bool:
     if settings.color is not None:
         return settings.color
-    if os.environ.get("NO_COLOR"):
+    if settings.log_format == "json" or os.environ.get("NO_COLOR"):
         return False
     return os.isatty(1)
 
@@ -53,7 +61,7 @@ def start_command(overrides: Overrides, run_release: bool = False) -> int:
 
             raise InputError(str(settings.procfile), "--release given but there is no release type")
     except BaseException:
-        lifeline.release()
+        lifeline.close()
         raise
     return _supervise(settings, counts, lifeline, run_release=run_release, overrides=overrides)
 
@@ -70,7 +78,7 @@ def release_command(overrides: Overrides) -> int:
         if settings.release is None:
             raise InputError(str(settings.procfile), "no release type")
     except BaseException:
-        lifeline.release()
+        lifeline.close()
         raise
     return _supervise(settings, None, lifeline, run_release=True)
 
@@ -85,24 +93,20 @@ def _supervise(
     """Run the formation (counts None: the release phase alone) and return the exit status."""
     try:
         from keelrun.control.server import ControlServer
-        from keelrun.errors import RequestError
         from keelrun.loop import Loop
         from keelrun.supervisor import spawn
-        from keelrun.supervisor.events import Events
-        from keelrun.supervisor.output import Formatter, Output
-        from keelrun.supervisor.supervisor import Supervisor
 
         # 1. One keelrun per socket: refuse before any process is started.
         loop = Loop()
         server: ControlServer | None = None
         if counts is not None:
-            server = ControlServer(loop, settings.socket, lambda: commands().handlers())
-            server.on_internal_error = lambda cmd, e: sup.events.emit(
+            server = ControlServer(loop, settings.socket, lambda: commands.handlers())
+            server.on_internal_error = lambda cmd, e: sup.events.error(
                 "request_failed", f"{cmd} request failed: {type(e).__name__}: {e}", command=cmd
             )
             server.bind()
     except BaseException:
-        lifeline.release()
+        lifeline.close()
         raise
 
     # 2. Orphans of our descendants come to us (subreaper); the lifeline covers SIGKILL.
@@ -110,72 +114,15 @@ def _supervise(
     spawn.reset_inherited_signals(keep=set())
     os.chdir(settings.app_root)
 
-    # 3. The output, the events and the supervisor.
-    formatter = Formatter(
-        json_mode=settings.log_format == "json",
-        color=_use_color(settings) and settings.log_format != "json",
-        timestamp=settings.timestamp,
-        prefix=settings.prefix,
-    )
-    sup: Supervisor | None = None
+    # 3. The output, the events, the supervisor and the commands that drive it.
+    sup, writer = _build(settings, loop, lifeline)
+    from keelrun.supervisor.commands import Commands
 
-    def on_broken() -> None:
-        if sup is not None:
-            sup.request_stop(1, reason="stdout closed")
-
-    def register_writable(fd: int, on: bool) -> None:
-        import selectors
-
-        loop.set_events(fd, selectors.EVENT_WRITE if on else 0, output.on_writable)
-
-    output = Output(
-        on_pressure=lambda paused: sup.pipes.set_paused(paused) if sup else None,
-        on_broken=on_broken,
-        register_writable=register_writable,
-    )
-    loop.after_iteration(output.flush)
-    events = Events(formatter, output.write)
-    sup = Supervisor(
-        settings,
-        loop,
-        events,
-        formatter,
-        output,
-        extra_env=lifeline.env,
-    )
-
-    _commands: list[Any] = []
-
-    def commands() -> Any:
-        """The dispatch table, built on first use: it is not needed to start the formation."""
-        if not _commands:
-            from keelrun.supervisor.commands import Commands
-
-            _commands.append(Commands(sup, overrides))
-        return _commands[0]
+    commands = Commands(sup, overrides)
 
     # 4. Signals become loop events and take the same paths as control requests.
-    def on_stop_signal(signum: int) -> None:
-        assert sup is not None
-        if sup.shutting_down and signum in (signal.SIGINT, signal.SIGTERM):
-            sup.events.emit("forced", "second interrupt: killing every process now")
-            sup.force_stop()
-        else:
-            sup.request_stop(0, reason=signal.Signals(signum).name)
-
-    def on_reload_signal(signum: int) -> None:
-        # A failed reload is reported as a reload_failed event; nothing changes.
-        with contextlib.suppress(RequestError):
-            commands().reload({})
-
-    def on_forwarded(signum: int) -> None:
-        sup.forward_signal(signum)
-
-    handlers = {sig: on_stop_signal for sig in STOP_SIGNALS}
-    handlers[signal.SIGCHLD] = sup.on_sigchld
-    for sig in FORWARDED:
-        handlers[sig] = on_forwarded
-    handlers[signal.SIGHUP] = on_reload_signal
+    handlers = {sig: commands.on_signal for sig in (*STOP_SIGNALS, *FORWARDED, signal.SIGHUP)}
+    handlers[signal.SIGCHLD] = lambda signum: sup.reap()
 
     # Once the first lines are out: finish moving into the run's cgroup.
     loop.when_idle(lifeline.settle, at_most=0.2)
@@ -189,16 +136,54 @@ def _supervise(
                 sup.start_release(then=lambda: sup.start(counts))
         else:
             sup.start(counts or {})
-        sup._reap()  # a child may have died before the handler was in place
+        sup.reap()  # a child may have died before the handler was in place
         loop.run()
 
     if server is not None:
         server.close()
     status = sup.exit_status or 0
-    output.drain(time.monotonic() + OUTPUT_DRAIN)
-    lifeline.release()
+    writer.drain(time.monotonic() + OUTPUT_DRAIN)
+    lifeline.close()
     _exit_now(status)
     return status  # not reached
+
+
+def _build(settings: Settings, loop: Loop, lifeline: Lifeline) -> tuple[Supervisor, Writer]:
+    """The log path (formatter, writer, pipes), the events and the supervisor, wired."""
+    from keelrun.logformat import LogFormatter
+    from keelrun.supervisor.events import Events
+    from keelrun.supervisor.kernel import Kernel
+    from keelrun.supervisor.logpipes import LogPipes
+    from keelrun.supervisor.supervisor import Supervisor
+    from keelrun.supervisor.writer import Writer
+
+    formatter = LogFormatter(
+        json_mode=settings.log_format == "json",
+        color=_use_color(settings),
+        timestamp=settings.timestamp,
+        prefix=settings.prefix,
+    )
+    sup: Supervisor | None = None
+
+    def on_pressure(paused: bool) -> None:
+        if sup is not None:
+            sup.pipes.set_paused(paused)
+
+    def on_broken() -> None:
+        if sup is not None:
+            sup.request_stop(1, reason="stdout closed")
+
+    def register_writable(fd: int, on: bool) -> None:
+        import selectors
+
+        loop.set_events(fd, selectors.EVENT_WRITE if on else 0, writer.on_writable)
+
+    writer = Writer(on_pressure, on_broken, register_writable)
+    loop.after_iteration(writer.flush)
+    pipes = LogPipes(loop, formatter, writer)
+    events = Events(formatter, writer.queue)
+    sup = Supervisor(settings, loop, events, pipes, Kernel(), extra_env=lifeline.env)
+    return sup, writer
 
 
 def _exit_now(status: int) -> None:

@@ -1,0 +1,78 @@
+"""What the supervisor asks of the operating system, in one object.
+
+Spawning, signalling groups, reaping and looking at the process tree go
+through a ``Kernel``, so that the supervisor's state machine can be driven in
+tests by a fake one (the way gunicorn's tests script ``waitpid``), while the
+real-process suites prove the real one.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from keelrun.supervisor import procscan, spawn
+
+
+@dataclass(slots=True)
+class Child:
+    """A started process: its pid (also its process group) and the read ends of its output."""
+
+    pid: int
+    stdout: int
+    stderr: int
+    proc: subprocess.Popen[bytes] | None = None  # never waited on: see spawn.py
+
+
+class Kernel:
+    def spawn(self, command: str, env: dict[str, str]) -> Child:
+        """Start ``/bin/sh -c COMMAND`` in a session of its own; OSError if it cannot be."""
+        fds: list[int] = []
+        try:
+            out_r, out_w = spawn.make_pipe()
+            fds += (out_r, out_w)
+            err_r, err_w = spawn.make_pipe()
+            fds += (err_r, err_w)
+            proc = spawn.spawn_shell(command, env, out_w, err_w)
+        except OSError:
+            spawn.close_quietly(*fds)
+            raise
+        spawn.close_quietly(out_w, err_w)
+        return Child(proc.pid, out_r, err_r, proc)
+
+    def reaped(self, child: Child, status: int) -> None:
+        """The reaper collected ``child``: tell its Popen, so that it never waits itself."""
+        if child.proc is not None:
+            spawn.reaped(child.proc, status)
+            child.proc = None
+
+    def reap(self) -> Iterator[tuple[int, int]]:
+        """Every child that has ended: (pid, wait status). The only waitpid in keelrun."""
+        while True:
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            yield pid, status
+
+    def signal_group(self, pgid: int, sig: int) -> bool:
+        return spawn.signal_group(pgid, sig)
+
+    def group_alive(self, pgid: int) -> bool:
+        return spawn.group_alive(pgid)
+
+    def signal_process(self, pid: int, sig: int) -> None:
+        try:
+            os.kill(pid, sig)
+        except OSError as e:
+            if e.errno not in (errno.ESRCH, errno.EPERM):
+                raise
+
+    def descendants(self) -> list[tuple[int, int]]:
+        """(pid, pgid) of every living descendant of keelrun."""
+        return procscan.descendants(os.getpid())
