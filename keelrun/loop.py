@@ -32,6 +32,12 @@ class Timer:
         self.cancelled = True
 
 
+def cancel(timer: Timer | None) -> None:
+    """Cancel ``timer`` if there is one; returns None, to clear the attribute holding it."""
+    if timer is not None:
+        timer.cancel()
+
+
 def _noop_handler(signum: int, frame: object) -> None:
     """The wakeup fd does the work; the handler exists so the signal is caught."""
 

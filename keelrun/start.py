@@ -131,7 +131,7 @@ def _supervise(
         # 5. Spawn (the release phase first if asked), then run until stopped.
         if run_release:
             if counts is None:
-                sup.start_release(then=lambda: sup.request_stop(0, reason="release done"))
+                sup.start_release(then=lambda: sup.shutdown.request(0, reason="release done"))
             else:
                 sup.start_release(then=lambda: sup.start(counts))
         else:
@@ -141,7 +141,7 @@ def _supervise(
 
     if server is not None:
         server.close()
-    status = sup.exit_status or 0
+    status = sup.shutdown.status or 0
     writer.drain(time.monotonic() + OUTPUT_DRAIN)
     lifeline.close()
     _exit_now(status)
@@ -171,7 +171,7 @@ def _build(settings: Settings, loop: Loop, lifeline: Lifeline) -> tuple[Supervis
 
     def on_broken() -> None:
         if sup is not None:
-            sup.request_stop(1, reason="stdout closed")
+            sup.shutdown.request(1, reason="stdout closed")
 
     def register_writable(fd: int, on: bool) -> None:
         import selectors

@@ -78,17 +78,17 @@ class Commands:
     def stop_all(self, sig: signal.Signals | None) -> None:
         """Stop keelrun (`keelrun stop` or a stop signal); a second SIGINT/SIGTERM kills at once."""
         sup = self.sup
-        if sup.shutting_down:
+        if sup.shutdown.active:
             if sig in (signal.SIGINT, signal.SIGTERM):
-                sup.force_stop(f"second {sig.name}")
+                sup.shutdown.force(f"second {sig.name}")
             return
         if sig is None:
-            sup.request_stop(0, reason="keelrun stop")
+            sup.shutdown.request(0, reason="keelrun stop")
         elif sig is signal.SIGINT:
-            sup.request_stop(0, reason="SIGINT", hint="press Ctrl-C again to kill them now")
+            sup.shutdown.request(0, reason="SIGINT", hint="press Ctrl-C again to kill them now")
         else:
             hint = "SIGTERM again kills them now" if sig is signal.SIGTERM else ""
-            sup.request_stop(0, reason=sig.name, hint=hint)
+            sup.shutdown.request(0, reason=sig.name, hint=hint)
 
     def send_signal(self, sig: signal.Signals, targets: list[Instance]) -> list[str]:
         sent = [i.name for i in self.sup.signal_instances(sig, targets)]
@@ -120,7 +120,7 @@ class Commands:
         return list(found.values())
 
     def _not_stopping(self) -> None:
-        if self.sup.shutting_down:
+        if self.sup.shutdown.active:
             raise RequestError("keelrun is stopping", "runtime")
 
     # ------------------------------------------------------------ requests
@@ -221,10 +221,7 @@ class Commands:
         sup = self.sup
         with_events = not names or SYSTEM_NAME in names
         others = [n for n in names if n != SYSTEM_NAME]
-        if names:
-            targets = self.resolve(others)
-        else:
-            targets = list(sup.instances.values())
+        targets = self.resolve(others) if names else list(sup.instances.values())
         wanted = {i.name for i in targets}
         wanted_types = {n for n in others if n not in sup.instances}
         history: list[tuple[float, int, bytes]] = []

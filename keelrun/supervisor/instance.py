@@ -53,6 +53,7 @@ class Instance:
         self.ended_seq = 0  # order in which instances last ended
         self.tracker = RestartTracker(ptype.max_restarts)
         self.intent = Intent.NONE
+        self.killed = False  # SIGKILL sent to this process already
         self.timer: Timer | None = None  # back-off, grace or ready-timeout deadline
         self.probe: Timer | None = None  # next port probe
         self.streams: list[Stream] = []

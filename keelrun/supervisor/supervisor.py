@@ -12,7 +12,7 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
-from keelrun.loop import Loop, Timer
+from keelrun.loop import Loop, cancel
 from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings, instance_env
 from keelrun.supervisor.events import Events
 from keelrun.supervisor.instance import Instance, Intent
@@ -21,10 +21,8 @@ from keelrun.supervisor.lifecycle import State, describe_exit, exit_code, is_fai
 from keelrun.supervisor.logpipes import LogPipes
 from keelrun.supervisor.readiness import Readiness, deps_ready
 from keelrun.supervisor.reconcile import diff_settings
+from keelrun.supervisor.shutdown import Shutdown
 from keelrun.supervisor.sweep import Sweeper
-
-STOP_CHECK = 0.05  # re-check of groups being stopped, only while any are
-FINAL_REAP = 1.0  # after SIGKILL, how long to wait for the kernel to deliver the deaths
 
 
 class Supervisor:
@@ -49,12 +47,8 @@ class Supervisor:
         self.sweeper = Sweeper(kernel, loop.time)
         self.readiness = Readiness(loop, self._became_ready, self._ready_timeout)
         pipes.on_lines = self.readiness.check_lines
-        self.shutting_down = False
-        self.forced = False
-        self.exit_status: int | None = None
+        self.shutdown = Shutdown(self)
         self._ended = 0
-        self._tick_timer: Timer | None = None
-        self._stop_timer: Timer | None = None
         self.release: Instance | None = None
         self._after_release: Callable[[], None] | None = None
         self._names_changed()
@@ -102,7 +96,7 @@ class Supervisor:
         self.release = None
         self.instances.pop(inst.name, None)
         code = exit_code(status)
-        if self.shutting_down:
+        if self.shutdown.active:
             return
         if code != 0:
             self.events.error(
@@ -110,7 +104,7 @@ class Supervisor:
                 f"release phase {describe_exit(status)}: not starting the formation",
                 status=code,
             )
-            self.request_stop(code, reason="release failed")
+            self.shutdown.request(code, reason="release failed")
             return
         self.events.info("release_done", "release phase done", status=0)
         then, self._after_release = self._after_release, None
@@ -129,13 +123,13 @@ class Supervisor:
 
     def _spawn(self, inst: Instance, announce: bool = True) -> bool:
         """Start the instance's process; False if nothing was started."""
-        if self.shutting_down:
+        if self.shutdown.active:
             return False  # nothing new starts once keelrun is stopping
         if self.sweeper:
             # A new incarnation never runs beside the leftovers of the last one.
             self.sweeper.stop(inst.name)
             if self.sweeper.check():
-                self._schedule_tick()
+                self.shutdown.schedule_tick()
         spec = InstanceSpec(inst.name, inst.ptype.name, inst.number, inst.port, inst.command)
         env = instance_env(self.settings, spec)
         env.update(self.extra_env)
@@ -161,6 +155,7 @@ class Supervisor:
         inst.pid = inst.last_pid = child.pid
         inst.started_at = self.loop.time()
         inst.intent = Intent.NONE
+        inst.killed = False
         self.by_pid[child.pid] = inst
         self.pipes.add(inst, child.stdout, "stdout")
         self.pipes.add(inst, child.stderr, "stderr")
@@ -193,10 +188,10 @@ class Supervisor:
             f"{inst.name} not ready after {inst.ptype.ready_timeout:g}s: stopping it",
             target=inst.name,
         )
-        self._stop_process(inst, Intent.READY_TIMEOUT)
+        self.stop_process(inst, Intent.READY_TIMEOUT)
 
     def _release_held(self) -> None:
-        if self.shutting_down:
+        if self.shutdown.active:
             return
         for inst in list(self.instances.values()):
             if inst.state is State.HELD and deps_ready(inst.ptype, self.instances.values()):
@@ -210,9 +205,9 @@ class Supervisor:
             if inst is not None:
                 self._process_ended(inst, status)
         if self.sweeper and self.sweeper.check():
-            self._schedule_tick()
-        if self.shutting_down:
-            self._check_done()
+            self.shutdown.schedule_tick()
+        if self.shutdown.active:
+            self.shutdown.check_done()
 
     def _process_ended(self, inst: Instance, status: int) -> None:
         now = self.loop.time()
@@ -230,17 +225,17 @@ class Supervisor:
         self._ended += 1
         inst.ended_seq = self._ended
         if self.kernel.group_alive(pgid):
-            stopping = inst.state is State.STOPPING or self.forced
+            stopping = inst.state is State.STOPPING or self.shutdown.forced
             grace, stop_signal = inst.ptype.grace, inst.ptype.stop_signal
             self.sweeper.add(pgid, inst.name, stop_signal, grace, stopping)
-            if self.forced:
+            if self.shutdown.forced:
                 self.sweeper.kill()
-            self._schedule_tick()
+            self.shutdown.schedule_tick()
         intent, inst.intent = inst.intent, Intent.NONE
         if inst is self.release:
             self._event_exit(inst, status, "process_exited")
             self._release_ended(inst, status)
-        elif self.shutting_down:
+        elif self.shutdown.active:
             inst.state = State.STOPPED
             self._event_exit(inst, status, "process_exited")
         elif intent is Intent.STOP:
@@ -263,7 +258,7 @@ class Supervisor:
     def _event_exit(self, inst: Instance, status: int, event: str, requested: bool = False) -> None:
         text = f"{inst.name} (pid {inst.last_pid}) {describe_exit(status)}"
         fields = {"target": inst.name, "pid": inst.last_pid, "status": exit_code(status)}
-        if requested or self.shutting_down or not is_failure(status):
+        if requested or self.shutdown.active or not is_failure(status):
             self.events.info(event, text, **fields)
         else:
             self.events.warning(event, text, **fields)
@@ -281,7 +276,7 @@ class Supervisor:
                     target=inst.name,
                     status=inst.exit_status,
                 )
-                self.request_stop(inst.exit_status or 1, reason=f"{inst.name} failed")
+                self.shutdown.request(inst.exit_status or 1, reason=f"{inst.name} failed")
                 return
             delay = tracker.next_delay()
             inst.state = State.BACKOFF
@@ -298,7 +293,7 @@ class Supervisor:
 
     def _restart_after_backoff(self, inst: Instance) -> None:
         inst.timer = None
-        if inst.state is State.BACKOFF and not self.shutting_down:
+        if inst.state is State.BACKOFF and not self.shutdown.active:
             inst.restarts += 1
             self._spawn(inst)
 
@@ -314,10 +309,10 @@ class Supervisor:
         status = (failed[0].exit_status or 0) if failed else 0
         log = self.events.warning if status else self.events.info
         log("all_exited", "every process has ended", status=status)
-        self.request_stop(status, reason="every process has ended")
+        self.shutdown.request(status, reason="every process has ended")
 
     # --------------------------------------------------------------- stopping
-    def _stop_process(self, inst: Instance, intent: Intent) -> None:
+    def stop_process(self, inst: Instance, intent: Intent) -> None:
         """Send the type's stop signal to the instance's group; SIGKILL after its grace."""
         assert inst.pid is not None
         inst.intent = intent
@@ -330,7 +325,7 @@ class Supervisor:
 
     def _kill(self, inst: Instance) -> None:
         inst.timer = None
-        if inst.pid is not None and inst.state is State.STOPPING and not self.forced:
+        if inst.pid is not None and inst.state is State.STOPPING and not self.shutdown.forced:
             self.events.warning(
                 "process_killed",
                 f"{inst.name} still running after {inst.ptype.grace:g}s: SIGKILL",
@@ -338,79 +333,7 @@ class Supervisor:
                 pid=inst.pid,
             )
             self.kernel.signal_group(inst.pid, signal.SIGKILL)
-
-    def _schedule_tick(self) -> None:
-        if self._tick_timer is None:
-            self._tick_timer = self.loop.call_later(STOP_CHECK, self._tick)
-
-    def _tick(self) -> None:
-        """Runs only while leftover groups or strays are being stopped, never when idle."""
-        self._tick_timer = None
-        if self.sweeper.check():
-            self._schedule_tick()
-        if self.shutting_down:
-            self._check_done()
-
-    def request_stop(self, status: int = 0, reason: str = "stop requested", hint: str = "") -> None:
-        """Stop everything: the stop signal to every group, SIGKILL after the grace."""
-        if self.shutting_down:
-            return
-        self.shutting_down = True
-        self.exit_status = status
-        running = any(inst.pid is not None for inst in self.instances.values())
-        text = f"stopping all processes ({reason})" + (f"; {hint}" if hint and running else "")
-        self.events.info("stopping", text, reason=reason)
-        grace = 0.0
-        for inst in self.instances.values():
-            if inst.pid is not None:
-                # Each instance gets its own type's grace before its SIGKILL.
-                self._stop_process(inst, Intent.STOP)
-                grace = max(grace, inst.ptype.grace)
-            else:
-                inst.timer = _cancel(inst.timer)
-                if inst.state in (State.BACKOFF, State.HELD):
-                    inst.state = State.STOPPED
-        self.sweeper.stop()
-        strays = self.sweeper.signal_strays(self.by_pid, signal.SIGTERM)
-        grace = max(grace, self.sweeper.max_grace(), self.settings.timeout if strays else 0.0)
-        self._stop_timer = self.loop.call_later(grace, self._grace_over)
-        self._check_done()
-
-    def force_stop(self, reason: str) -> None:
-        """A second interrupt, or the grace ran out: SIGKILL everything now (announced once)."""
-        if self.forced:
-            return
-        self.forced = True
-        alive = [i.name for i in self.instances.values() if i.pid is not None]
-        if alive:
-            self.events.warning(
-                "killed", f"{reason}: SIGKILL {', '.join(alive)}", reason=reason, targets=alive
-            )
-        for inst in self.instances.values():
-            if inst.pid is not None:
-                self.kernel.signal_group(inst.pid, signal.SIGKILL)
-        self.sweeper.kill()
-        self.sweeper.signal_strays(self.by_pid, signal.SIGKILL)
-        _cancel(self._stop_timer)
-        self._stop_timer = self.loop.call_later(FINAL_REAP, self.loop.stop)
-        self._check_done()
-
-    def _grace_over(self) -> None:
-        self._stop_timer = None
-        self.force_stop("still running after the grace")
-
-    def _check_done(self) -> None:
-        if any(inst.pid is not None for inst in self.instances.values()):
-            return
-        if self.sweeper:
-            self._schedule_tick()
-            return
-        if self.sweeper.strays(self.by_pid):
-            if self.forced:
-                self.sweeper.signal_strays(self.by_pid, signal.SIGKILL)
-            self._schedule_tick()
-            return
-        self.loop.stop()
+            inst.killed = True
 
     # -------------------------------------------------------------- commands
     def _remove(self, inst: Instance) -> None:
@@ -440,7 +363,7 @@ class Supervisor:
         ):
             if inst.number > target and inst.intent is not Intent.REMOVE:
                 if inst.pid is not None:
-                    self._stop_process(inst, Intent.REMOVE)
+                    self.stop_process(inst, Intent.REMOVE)
                 else:
                     self._remove(inst)
             elif inst.number <= target and inst.intent is Intent.REMOVE:
@@ -468,17 +391,17 @@ class Supervisor:
     def stop_instance(self, inst: Instance) -> None:
         """Stop and keep stopped (until `keelrun restart`)."""
         if inst.pid is not None:
-            self._stop_process(inst, Intent.STOP)
+            self.stop_process(inst, Intent.STOP)
         else:
-            inst.timer = _cancel(inst.timer)
+            inst.timer = cancel(inst.timer)
             inst.state = State.STOPPED
 
     def restart_instance(self, inst: Instance) -> None:
         """Stop gracefully and start again; an instance that is not running starts now."""
         if inst.pid is not None:
-            self._stop_process(inst, Intent.RESTART)
+            self.stop_process(inst, Intent.RESTART)
             return
-        inst.timer = _cancel(inst.timer)
+        inst.timer = cancel(inst.timer)
         if inst.state is State.HELD:
             return
         inst.restarts += 1
@@ -494,7 +417,7 @@ class Supervisor:
             name = inst.ptype.name
             if name in diff.removed:
                 if inst.pid is not None:
-                    self._stop_process(inst, Intent.REMOVE)
+                    self.stop_process(inst, Intent.REMOVE)
                 else:
                     self._remove(inst)
                 continue
@@ -502,7 +425,7 @@ class Supervisor:
             inst.tracker.max_restarts = inst.ptype.max_restarts
             restart = name in diff.restarted and inst.intent is not Intent.REMOVE
             if restart and inst.pid is not None:
-                self._stop_process(inst, Intent.RESTART)
+                self.stop_process(inst, Intent.RESTART)
         added = [n for n in diff.added if not only_types or n in only_types]
         for name in added:
             self.scale_type(name, new_types[name].count)
@@ -514,9 +437,3 @@ class Supervisor:
     def signal_instances(self, sig: int, targets: list[Instance]) -> list[Instance]:
         """Send sig to the process groups of the targets; returns those that got it."""
         return [i for i in targets if i.pid is not None and self.kernel.signal_group(i.pid, sig)]
-
-
-def _cancel(timer: Timer | None) -> None:
-    if timer is not None:
-        timer.cancel()
-    return None
