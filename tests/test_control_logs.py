@@ -180,3 +180,24 @@ def test_logs_follow_by_type_includes_instances_scaled_up_later(runner: Runner) 
     follower.send_signal(signal.SIGINT)
     assert follower.wait(10) == 0
     assert not any(x.startswith("line ") for x in lines)
+
+
+def test_logs_colours_each_type_as_start_does(runner: Runner) -> None:
+    # Types named in another order than the Procfile's, and one with no instance yet:
+    # colours still follow the Procfile, in start's output and in logs alike.
+    procfile = f"web: {TRAPPING}\nidle: {TRAPPING}\nworker: {TRAPPING}\n"
+    k = runner.start(
+        runner.app(procfile), "--color", "--no-timestamp", "-m", "idle=0", "worker", wait=None
+    )
+    k.wait_for_line(r"worker\.1 up port=")
+    assert k.client("scale", "web=1").returncode == 0
+    k.wait_for_line(r"web\.1 up port=")
+    live = {
+        x
+        for x in k.output().splitlines()
+        if x.endswith(("web.1 up port=5000", "worker.1 up port=5200"))
+    }
+    history = set(_logs(k, "--color", "--no-timestamp", "web", "worker"))
+    assert len(live) == 2 and live == history, (live, history)
+    codes = {re.match(r"\x1b\[(\d+)m(\w+)", x).groups()[::-1] for x in history}  # type: ignore[union-attr]
+    assert codes == {("web", "36"), ("worker", "32")}  # 1st and 3rd colours: Procfile order

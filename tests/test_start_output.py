@@ -238,3 +238,36 @@ def test_started_event_precedes_exit_and_names_the_pid(tmp_path: Path, keelrun) 
         assert started[0] < exited[0], f"{name} reported exited before started"
         assert isinstance(kinds[started[0]][2], int)
         assert kinds[started[0]][2] == kinds[exited[0]][2]
+
+
+@pytest.mark.parametrize("fmt", ["text", "json"])
+def test_a_processs_first_line_never_precedes_its_start_event(
+    tmp_path: Path, keelrun, fmt: str
+) -> None:
+    # Ten instances that write at once: each one's "started" comes before its line.
+    app = make_app(tmp_path, "build: echo built $PS\n")
+    run = keelrun.start("start", "--log-format", fmt, "-m", "build=10", cwd=app)
+    assert run.wait_exit() == 0
+    lines = run.text_lines()
+    for n in range(1, 11):
+        name = f"build.{n}"
+        started = next(i for i, x in enumerate(lines) if f"started {name} (pid" in x)
+        first = next(i for i, x in enumerate(lines) if f"built {name}" in x)
+        assert started < first, (name, lines)
+
+
+def test_json_events_carry_a_level(tmp_path: Path, keelrun) -> None:
+    app = make_app(tmp_path, "ok: exit 0\nbad: exit 3\n")
+    run = keelrun.start("start", "--log-format", "json", "--max-restarts", "0", cwd=app)
+    assert run.wait_exit() == 3
+    levels = {(r["event"], r.get("target")): r["level"] for r in run.events()}
+    assert levels[("process_started", "ok.1")] == "info"
+    assert levels[("process_exited", "ok.1")] == "info"
+    assert levels[("process_exited", "bad.1")] == "warning"
+    assert levels[("process_failed", "bad.1")] == "error"
+    for r in run.events():
+        assert list(r)[:5] == ["ts", "proc", "level", "event", "msg"], r
+    # App lines keep exactly their keys.
+    assert all(
+        list(r) == ["ts", "proc", "stream", "msg"] for r in run.records() if r["proc"] != "keelrun"
+    )

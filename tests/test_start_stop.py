@@ -109,6 +109,25 @@ def test_second_interrupt_kills_at_once(tmp_path: Path, keelrun, second: int) ->
     assert run.wait_exit(timeout=10) == 0
     assert time.monotonic() - sent < 3, "no wait for the 30 s grace"
     assert not alive(pid)
+    # The first interrupt says how to force; the forced kill is announced once.
+    text = run.text_lines()
+    stopping = [x for x in text if "stopping all processes" in x]
+    assert len(stopping) == 1
+    assert "SIGTERM again kills them now" in stopping[0], stopping
+    kills = [x for x in text if ": SIGKILL" in x]
+    assert len(kills) == 1 and f"second {signal.Signals(second).name}" in kills[0], kills
+
+
+def test_first_ctrl_c_says_a_second_one_forces_the_stop(tmp_path: Path, keelrun) -> None:
+    app = make_app(tmp_path, f"web: exec {py('trapper.py', 'stubborn', '--ignore-term')}\n")
+    run = keelrun.start("start", "-t", "30", cwd=app)
+    member_pid(run, "stubborn")
+    run.send(signal.SIGINT)
+    run.wait_for_line(r"keelrun\s+\| stopping all processes \(SIGINT\); press Ctrl-C again to kill")
+    run.send(signal.SIGINT)
+    run.wait_for_line(r"keelrun\s+\| second SIGINT: SIGKILL web\.1$")
+    assert run.wait_exit(timeout=10) == 0
+    assert sum(": SIGKILL" in x for x in run.text_lines()) == 1
 
 
 def test_group_whose_leader_exited_is_stopped_when_it_ends(tmp_path: Path, keelrun) -> None:
