@@ -213,9 +213,50 @@ def test_two_hundred_clients_at_once(runner: Runner) -> None:
             refused += 1
     assert answered + refused + closed == n
     assert answered >= 64, (answered, refused, closed)
+    # Room is always made by closing a connection that has not sent a whole
+    # request yet: nobody is refused while such a one exists.
+    assert refused == 0, (answered, refused, closed)
     _healthy(k, pids)
     r = k.client("ps")
     assert r.returncode == 0
+
+
+@pytest.mark.parametrize("how", ["silent", "half-a-line"])
+def test_idle_connections_cannot_lock_the_socket_out(runner: Runner, how: str) -> None:
+    """200 connections that never complete a request: `keelrun ps` still gets in (slowloris)."""
+    k = _start(runner)
+    pids = _pids(k)
+    path = k.socket_path()
+    hogs: list[socket.socket] = []
+    try:
+        for _ in range(200):
+            s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            s.setblocking(True)  # a full backlog makes connect wait, not fail
+            s.connect(path)
+            if how == "half-a-line":
+                s.sendall(b'{"v": 1, "cmd": "p')
+            hogs.append(s)
+        for _ in range(3):  # again and again: each real request gets a slot
+            t0 = time.monotonic()
+            r = k.client("ps", "--json")
+            assert r.returncode == 0, r.stderr
+            assert {row["name"] for row in json.loads(r.stdout)} == set(pids)
+            assert time.monotonic() - t0 < 5
+        # The oldest hogs were closed without a reply to make room; none got an answer.
+        closed = 0
+        for s in hogs:
+            s.setblocking(False)
+            try:
+                data = s.recv(4096)
+            except BlockingIOError:
+                continue
+            assert data == b"", data
+            closed += 1
+        assert closed == 200 - 64 + 1  # one more for the first real request; it then left room
+    finally:
+        for s in hogs:
+            s.close()
+    _healthy(k, pids)
 
 
 # On USR1, 8 MB of output: more than keelrun may hold for one follower (4 MiB).

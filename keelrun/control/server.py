@@ -69,6 +69,11 @@ class Connection:
         if mask & selectors.EVENT_READ and not self.closed:
             self._on_readable()
 
+    def take_request(self) -> None:
+        """Read what the peer has sent so far (the server makes room with this)."""
+        if not self.closed and not self.busy:
+            self._on_readable()
+
     def _on_readable(self) -> None:
         try:
             data = self.sock.recv(MAX_REQUEST + 1)
@@ -167,7 +172,7 @@ class Connection:
             self.idle.cancel()
             self.idle = None
         self.server.loop.remove(self.fd)
-        self.server.connections.discard(self)
+        self.server.connections.pop(self, None)
         if self.on_close is not None:
             callback, self.on_close = self.on_close, None
             callback()
@@ -185,7 +190,8 @@ class ControlServer:
         self.on_internal_error: Callable[[str, Exception], None] | None = None
         self._reserve_fd = -1  # held back so that an fd is free to refuse a client
         self._resume: Timer | None = None
-        self.connections: set[Connection] = set()
+        # In accept order: the oldest first, for _make_room.
+        self.connections: dict[Connection, None] = {}
         self.sock: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
 
@@ -254,7 +260,7 @@ class ControlServer:
                     self._out_of_fds()
                 return
             sock.setblocking(False)
-            if len(self.connections) >= MAX_CONNECTIONS:
+            if len(self.connections) >= MAX_CONNECTIONS and not self._make_room():
                 _refuse(sock, "too many connections")
                 continue
             uid = _peer_uid(sock)
@@ -262,8 +268,26 @@ class ControlServer:
                 _refuse(sock, f"permission denied: uid {uid} may not control this keelrun")
                 continue
             conn = Connection(self, sock)
-            self.connections.add(conn)
+            self.connections[conn] = None
             conn._flush()  # registers for reading
+
+    def _make_room(self) -> bool:
+        """At capacity, close the connection that has waited longest without a request.
+
+        As web servers do against slowloris: clients that connect and never send
+        a whole request cannot lock the socket out. A request already sent is
+        read and answered first, not thrown away; connections that are busy
+        (`logs -f`, a reply being written) are never closed for room.
+        """
+        for conn in list(self.connections):
+            if conn.busy or conn.closed:
+                continue
+            conn.take_request()
+            if not conn.busy and not conn.closed:
+                conn.close()  # no reply: it never asked for anything
+            if len(self.connections) < MAX_CONNECTIONS:
+                return True
+        return len(self.connections) < MAX_CONNECTIONS
 
     def _out_of_fds(self) -> None:
         """Refuse the waiting client with the reserve fd instead of spinning on it.
