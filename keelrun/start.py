@@ -19,6 +19,7 @@ from keelrun.settings import Settings
 
 if TYPE_CHECKING:
     from keelrun.loop import Loop
+    from keelrun.supervisor.kernel import Kernel
     from keelrun.supervisor.lifeline import Lifeline
     from keelrun.supervisor.supervisor import Supervisor
     from keelrun.supervisor.writer import Writer
@@ -95,6 +96,7 @@ def _supervise(
         from keelrun.control.server import ControlServer
         from keelrun.loop import Loop
         from keelrun.supervisor import spawn
+        from keelrun.supervisor.kernel import Kernel
 
         # 1. One keelrun per socket: refuse before any process is started.
         loop = Loop()
@@ -112,10 +114,11 @@ def _supervise(
     # 2. Orphans of our descendants come to us (subreaper); the lifeline covers SIGKILL.
     spawn.become_subreaper()
     spawn.reset_inherited_signals(keep=set())
+    child_fd_limit = spawn.raise_fd_limit()
     os.chdir(settings.app_root)
 
     # 3. The output, the events, the supervisor and the commands that drive it.
-    sup, writer = _build(settings, loop, lifeline)
+    sup, writer = _build(settings, loop, lifeline, Kernel(child_fd_limit))
     from keelrun.supervisor.commands import Commands
 
     commands = Commands(sup, overrides)
@@ -148,11 +151,12 @@ def _supervise(
     return status  # not reached
 
 
-def _build(settings: Settings, loop: Loop, lifeline: Lifeline) -> tuple[Supervisor, Writer]:
+def _build(
+    settings: Settings, loop: Loop, lifeline: Lifeline, kernel: Kernel
+) -> tuple[Supervisor, Writer]:
     """The log path (formatter, writer, pipes), the events and the supervisor, wired."""
     from keelrun.logformat import LogFormatter
     from keelrun.supervisor.events import Events
-    from keelrun.supervisor.kernel import Kernel
     from keelrun.supervisor.logpipes import LogPipes
     from keelrun.supervisor.supervisor import Supervisor
     from keelrun.supervisor.writer import Writer
@@ -182,7 +186,7 @@ def _build(settings: Settings, loop: Loop, lifeline: Lifeline) -> tuple[Supervis
     loop.after_iteration(writer.flush)
     pipes = LogPipes(loop, formatter, writer)
     events = Events(formatter, writer.queue)
-    sup = Supervisor(settings, loop, events, pipes, Kernel(), extra_env=lifeline.env)
+    sup = Supervisor(settings, loop, events, pipes, kernel, extra_env=lifeline.env)
     return sup, writer
 
 

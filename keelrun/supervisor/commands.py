@@ -130,15 +130,14 @@ class Commands:
         return {"ok": True, "result": {"pid": os.getpid(), "version": __version__}}
 
     def ps(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
-        from keelrun.supervisor.procscan import process_tree
-        from keelrun.supervisor.stats import group_stats
+        from keelrun.supervisor.stats import snapshot, tree_stats
 
-        tree = process_tree()
+        snap = snapshot()
         now = self.sup.loop.time()
         rows = []
         for inst in self.sup.instances.values():
             row = inst.describe(now)
-            cpu, rss = group_stats(inst.pid, tree) if inst.pid is not None else (None, None)
+            cpu, rss = tree_stats(inst.pid, snap) if inst.pid is not None else (None, None)
             row["cpu_percent"] = cpu
             row["rss_bytes"] = rss
             rows.append(row)

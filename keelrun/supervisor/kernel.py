@@ -28,6 +28,10 @@ class Child:
 
 
 class Kernel:
+    def __init__(self, child_fd_limit: tuple[int, int] | None = None) -> None:
+        # keelrun raised its own fd limit (raise_fd_limit): children get the old one back.
+        self.child_fd_limit = child_fd_limit
+
     def spawn(self, command: str, env: dict[str, str]) -> Child:
         """Start ``/bin/sh -c COMMAND`` in a session of its own; OSError if it cannot be."""
         fds: list[int] = []
@@ -41,6 +45,8 @@ class Kernel:
             spawn.close_quietly(*fds)
             raise
         spawn.close_quietly(out_w, err_w)
+        if self.child_fd_limit is not None:
+            spawn.restore_fd_limit(proc.pid, self.child_fd_limit)
         return Child(proc.pid, out_r, err_r, proc)
 
     def reaped(self, child: Child, status: int) -> None:

@@ -38,6 +38,34 @@ def become_subreaper() -> bool:
     return libc.prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) == 0
 
 
+def raise_fd_limit() -> tuple[int, int] | None:
+    """Raise keelrun's soft fd limit to the hard one; the old limits, if they changed.
+
+    Each instance holds two pipe ends in keelrun, so 1,000 instances need more
+    than the usual soft limit of 1024; raised once at start, later scale-ups
+    benefit too. Children are given the old limit back (restore_fd_limit):
+    programs that select() or close every possible fd do not expect a huge one.
+    """
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft == hard:
+        return None
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    except (ValueError, OSError):
+        return None
+    return soft, hard
+
+
+def restore_fd_limit(pid: int, limits: tuple[int, int]) -> None:
+    """Give a child (just spawned, still a shell or its app) the fd limit keelrun started with."""
+    import resource
+
+    with contextlib.suppress(OSError, ValueError):
+        resource.prlimit(pid, resource.RLIMIT_NOFILE, limits)
+
+
 def make_pipe() -> tuple[int, int]:
     """A pipe whose read end is non-blocking; both ends close on exec."""
     r, w = os.pipe2(os.O_CLOEXEC)
