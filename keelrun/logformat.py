@@ -34,6 +34,20 @@ def iso_time(ts: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(ms // 1000)) + ".%03dZ" % (ms % 1000)
 
 
+# Bytes a JSON string holds as they are: printable ASCII but '"' and '\\', and the
+# newline that ends each line. Anything else takes the json.dumps path.
+_JSON_PLAIN = bytes(b for b in range(0x20, 0x80) if b not in b'"\\') + b"\n"
+_HIGH = bytes(range(0x80, 0x100))
+
+
+def _is_utf8(data: bytes) -> bool:
+    try:
+        data.decode("utf-8")
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 class Clock:
     """Formatted timestamps, recomputed at most once per second (text) / ms (ISO)."""
 
@@ -151,13 +165,21 @@ class LogFormatter:
         return [prefix, memoryview(body)[: -len(prefix)]], lines
 
     def _json_block(self, name: str, stream: str, data: bytes) -> tuple[list[Buffer], int]:
-        # One C-level dumps for the whole block: the item separator closes one
-        # record and opens the next, so no Python code runs per line.
         head = '{"ts": "%s", "proc": %s, "stream": "%s", "msg": ' % (
             self.clock.iso(),
             json.dumps(name),
             stream,
         )
+        odd = data.translate(None, _JSON_PLAIN)
+        if not odd or (not odd.translate(None, _HIGH) and _is_utf8(data)):
+            # Nothing to escape (the common case): each line is already the body
+            # of its JSON string, so one replace frames every record, as in text.
+            opening = head.encode() + b'"'
+            body = data.replace(b"\n", b'"}\n' + opening)
+            lines = (len(body) - len(data)) // (len(opening) + 2)
+            return [opening, memoryview(body)[: -len(opening)]], lines
+        # One C-level dumps for the whole block: the item separator closes one
+        # record and opens the next, so no Python code runs per line.
         lines = data[:-1].decode("utf-8", "replace").split("\n")
         body = json.dumps(lines, ensure_ascii=False, separators=("}\n" + head, ": ")).encode()
         # The list's brackets are dropped with a view: slicing would copy the block twice.

@@ -220,3 +220,30 @@ def test_any_chunking_gives_the_same_lines(stream: bytes, cuts: list[int]) -> No
 
 def test_max_line_is_one_mib() -> None:
     assert MAX_LINE == MIB
+
+
+def _reference_json(name: str, stream: str, data: bytes, ts: str) -> bytes:
+    """One json.dumps per line: what the block formatting must equal, byte for byte."""
+    out = b""
+    for line in data[:-1].split(b"\n"):
+        record = {"ts": ts, "proc": name, "stream": stream, "msg": line.decode("utf-8", "replace")}
+        out += json.dumps(record, ensure_ascii=False).encode() + b"\n"
+    return out
+
+
+@given(
+    st.lists(
+        st.one_of(
+            st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0x7F), max_size=30),
+            st.text(max_size=20),
+        ).map(lambda t: t.replace("\n", "").encode("utf-8", "surrogatepass")),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_json_fast_and_escaping_paths_give_the_same_bytes(lines: list[bytes]) -> None:
+    f = fmt(json_mode=True)
+    data = b"\n".join(lines) + b"\n"
+    out = render(f, "web.1", "stdout", data)
+    ts = json.loads(out.split(b"\n")[0])["ts"]  # the clock may have ticked since
+    assert out == _reference_json("web.1", "stdout", data, ts)
