@@ -26,10 +26,10 @@ pytestmark = [pytestmark, pytest.mark.skipif(WHY_NOT is not None, reason=str(WHY
 class FakeServer:
     """fake_server.py on ``path``; ``wait_connection()`` is what it got from one client."""
 
-    def __init__(self, runner: Runner, path: Path, as_nobody: bool) -> None:
+    def __init__(self, runner: Runner, path: Path, as_nobody: bool, mode: str = "rows") -> None:
         self.path = path
         self.proc = subprocess.Popen(
-            [*otheruid.fake_server(as_nobody=as_nobody), str(path)],
+            [*otheruid.fake_server(as_nobody=as_nobody), str(path), mode],
             env=runner.env(),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
@@ -132,3 +132,19 @@ def test_uid_65534_talks_to_its_own_uid_and_to_root(
     assert r.returncode == 0, r.stderr
     assert [row["name"] for row in json.loads(r.stdout)] == ["planted.1"]
     assert server.wait_connection() > 0
+
+
+@pytest.mark.parametrize(
+    ("mode", "message"), [("reset", "dropped the request"), ("garbage", "sent a malformed reply")]
+)
+def test_a_trusted_server_that_misbehaves_gets_a_one_line_error(
+    runner: Runner, shared: Path, mode: str, message: str
+) -> None:
+    path = shared / "ctl.sock"
+    server = FakeServer(runner, path, as_nobody=False, mode=mode)
+    r = _as_root(runner, shared, "ps", "--socket", str(path))
+    assert server.wait_connection() > 0
+    assert r.returncode == 1 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.strip() == f"keelrun: keelrun on {path} {message}" + (
+        ": Connection reset by peer" if mode == "reset" else ""
+    )

@@ -58,10 +58,18 @@ def stand_in_name(path: Path) -> str:
     return hashlib.sha256(os.fsencode(real)).hexdigest()[:24] + ".sock"
 
 
-def stand_ins(path: Path, environ: Mapping[str, str] | None = None) -> list[Path]:
-    """Where a stand-in for ``path`` may be, in the order a server tries them."""
+def stand_ins(
+    path: Path, environ: Mapping[str, str] | None = None, existing: bool = False
+) -> list[Path]:
+    """Where a stand-in for ``path`` may be, in the order a server tries them;
+    ``existing``: only in runtime directories that exist (what a client may find)."""
+    dirs = runtime_dirs(environ)
+    if existing:
+        dirs = [d for d in dirs if os.path.isdir(d)]
+        if not dirs:
+            return []  # the usual case, and no hash to compute
     name = stand_in_name(path)
-    return [d / name for d in runtime_dirs(environ)]
+    return [d / name for d in dirs]
 
 
 def private_dir(directory: Path) -> None:

@@ -31,27 +31,37 @@ class Client:
         sock = self._connect()
         try:
             request = {"v": VERSION, "cmd": cmd, "args": args}
-            sock.sendall((json.dumps(request) + "\n").encode())
-            sock.settimeout(None if follow else REPLY_TIMEOUT)
             buf = b""
-            while True:
-                try:
-                    data = sock.recv(65536)
-                except TimeoutError:
-                    raise RuntimeFailure(f"no reply from keelrun on {self.path}") from None
-                if not data:
-                    break
-                buf += data
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line:
-                        yield json.loads(line)
+            try:
+                sock.sendall((json.dumps(request) + "\n").encode())
+                sock.settimeout(None if follow else REPLY_TIMEOUT)
+                while data := sock.recv(65536):
+                    buf += data
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line:
+                            yield self._parse(line)
+            except TimeoutError:
+                raise RuntimeFailure(f"no reply from keelrun on {self.path}") from None
+            except OSError as e:
+                # A keelrun that went away mid-request: one line, not a traceback.
+                why = e.strerror or str(e)
+                raise RuntimeFailure(f"keelrun on {self.path} dropped the request: {why}") from None
         finally:
             sock.close()
 
+    def _parse(self, line: bytes) -> dict:
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise RuntimeFailure(f"keelrun on {self.path} sent a malformed reply")
+        return reply
+
     def _connect(self) -> socket.socket:
         """A connection to the first address that a keelrun serves, its server checked."""
-        for address in self.target.addresses:
+        for address in self.target.addresses():
             sock = self._connect_to(address)
             if sock is not None:
                 _check_server(sock, address)
@@ -114,9 +124,11 @@ def _check_server(sock: socket.socket, address: Path) -> None:
     if uid is None or uid not in (os.getuid(), 0):
         sock.close()
         owner = "an unknown uid" if uid is None else owner_name(uid)
+        me = os.getuid()
+        trusted = "root (you)" if me == 0 else f"you ({owner_name(me)}) or root"
         raise RuntimeFailure(
-            f"refusing {address}: it is served by {owner}, not by you "
-            f"({owner_name(os.getuid())}) or root"
+            f"refusing {address}: it is served by {owner}, not by {trusted}; "
+            "another user may have put it there"
         )
 
 

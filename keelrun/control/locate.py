@@ -15,20 +15,43 @@ from __future__ import annotations
 
 import os
 import stat
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 from keelrun.control.address import DEFAULT_NAME, fits, stand_ins
 
 
-@dataclass(frozen=True, slots=True)
 class Target:
-    path: Path  # the socket as named, or as `keelrun start` would create it
-    addresses: tuple[Path, ...]  # where to connect, in order (the path, then stand-ins)
-    where: str  # what named it: "--socket", "KEELRUN_SOCKET", a config key; "" by default
-    searched: Path | None = None  # set when the search found no socket and no app root
+    """A socket a client may talk to (a plain class: a dataclass costs a client 2 ms)."""
+
+    __slots__ = ("default", "env", "path", "searched", "where")
+
+    def __init__(
+        self,
+        path: Path,
+        where: str,
+        default: bool,
+        env: Mapping[str, str],
+        searched: Path | None = None,
+    ) -> None:
+        self.path = path  # the socket as named, or as `keelrun start` would create it
+        self.where = where  # what named it: "--socket", "KEELRUN_SOCKET", a config key, or ""
+        self.default = default  # the default socket, which `keelrun start` may have moved
+        self.env = env
+        self.searched = searched  # the search's start, when it found no socket or app root
+
+    def addresses(self) -> Iterator[Path]:
+        """Where to connect, in order: the path itself when it fits in a Unix socket
+        address, then its stand-ins when it is too long or is a default socket.
+        Lazily: the stand-ins' names cost a hashlib import."""
+        if self.searched is not None:
+            return
+        if fits(self.path):
+            yield self.path
+            if not self.default:
+                return
+        yield from stand_ins(self.path, self.env, existing=True)
 
 
 def locate(
@@ -42,8 +65,7 @@ def locate(
     named = ((socket, "--socket"), (env.get("KEELRUN_SOCKET"), "KEELRUN_SOCKET"))
     for value, where in named:
         if value and value.strip():
-            path = _absolute(value, here)
-            return Target(path, _addresses(path, False, env), where)
+            return Target(_absolute(value, here), where, False, env)
     if app_root:
         root = _absolute(app_root, here)
         return _target_of(root, _config(root), env)
@@ -55,12 +77,11 @@ def search(start: Path, env: Mapping[str, str]) -> Target:
     for directory in (start, *start.parents):
         config = _config(directory)
         target = _target_of(directory, config, env)
-        if any(_is_socket(a) for a in target.addresses):
+        if any(_is_socket(a) for a in target.addresses()):
             return target
         if config is not None or os.path.isfile(directory / "Procfile"):
             return target
-    path = start / DEFAULT_NAME
-    return Target(path, (), "", searched=start)
+    return Target(start / DEFAULT_NAME, "", False, env, searched=start)
 
 
 def _target_of(root: Path, config: Any, env: Mapping[str, str]) -> Target:
@@ -72,18 +93,8 @@ def _target_of(root: Path, config: Any, env: Mapping[str, str]) -> Target:
             from keelrun.errors import InputError
 
             raise InputError(where, f"expected a path, got {show(value)}")
-        path = _absolute(value, root)
-        return Target(path, _addresses(path, False, env), where)
-    path = root / DEFAULT_NAME
-    return Target(path, _addresses(path, True, env), "")
-
-
-def _addresses(path: Path, default: bool, env: Mapping[str, str]) -> tuple[Path, ...]:
-    """The path itself when it fits; its stand-ins when it is too long or is a default
-    socket (which `keelrun start` moves there when the app root is not writable)."""
-    if not fits(path):
-        return tuple(stand_ins(path, env))
-    return (path, *stand_ins(path, env)) if default else (path,)
+        return Target(_absolute(value, root), where, False, env)
+    return Target(root / DEFAULT_NAME, "", True, env)
 
 
 def _config(directory: Path) -> Any:

@@ -91,10 +91,11 @@ class Keelrun(LineLog):
         from keelrun.control.locate import locate
 
         target = locate(None, self.socket_flag, cwd=self.app, environ=self.env)
-        for address in target.addresses:
+        addresses = list(target.addresses())
+        for address in addresses:
             if os.path.exists(address):
                 return str(address)
-        return str(target.addresses[0]) if target.addresses else str(target.path)
+        return str(addresses[0]) if addresses else str(target.path)
 
     def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> dict:
         replies = raw_request(self.socket_path(), request_line(cmd, args), timeout)

@@ -1,10 +1,12 @@
 """A socket that pretends to be keelrun: what a user could plant in a shared directory.
 
 Standard library only (it runs under a system python as another uid):
-``python fake_server.py PATH`` binds PATH (mode 0777, so any user may
+``python fake_server.py PATH [MODE]`` binds PATH (mode 0777, so any user may
 connect), prints ``listening``, then for every connection one JSON line
 ``{"received": N}`` with the bytes the client sent, after answering a request
-line with made-up `ps` rows.
+line: with made-up `ps` rows, or (MODE ``garbage``) a line that is not JSON,
+or (MODE ``reset``) by closing with the request unread, which resets the
+connection as a crashed server's exit would.
 """
 
 from __future__ import annotations
@@ -32,7 +34,7 @@ ROWS = [
 ]
 
 
-def serve(path: str) -> None:
+def serve(path: str, mode: str) -> None:
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(path)
     os.chmod(path, 0o777)
@@ -44,17 +46,18 @@ def serve(path: str) -> None:
             conn.settimeout(5)
             data = b""
             with contextlib.suppress(OSError):
-                while b"\n" not in data:
-                    chunk = conn.recv(65536)
+                while b"\n" not in data and not (mode == "reset" and data):
+                    chunk = conn.recv(1 if mode == "reset" else 65536)
                     if not chunk:
                         break
                     data += chunk
             if b"\n" in data:
                 reply = {"ok": True, "result": ROWS}
+                line = b"<html>not json" if mode == "garbage" else json.dumps(reply).encode()
                 with contextlib.suppress(OSError):
-                    conn.sendall(json.dumps(reply).encode() + b"\n")
+                    conn.sendall(line + b"\n")
         print(json.dumps({"received": len(data)}), flush=True)
 
 
 if __name__ == "__main__":
-    serve(sys.argv[1])
+    serve(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else "rows")
