@@ -28,7 +28,7 @@ class Client:
 
     def request(self, cmd: str, args: dict[str, Any], follow: bool = False) -> Iterator[dict]:
         """Send one request; yield every reply line as a dict."""
-        sock = self._connect()
+        sock = self.connect()
         try:
             request = {"v": VERSION, "cmd": cmd, "args": args}
             buf = b""
@@ -59,14 +59,17 @@ class Client:
             raise RuntimeFailure(f"keelrun on {self.path} sent a malformed reply")
         return reply
 
-    def _connect(self) -> socket.socket:
-        """A connection to the first address that a keelrun serves, its server checked."""
+    def connect(self) -> socket.socket:
+        """A connection to the first address that a keelrun serves, its server's uid
+        checked (own or root's) before anything is sent; for `attach` and requests."""
         for address in self.target.addresses():
             sock = self._connect_to(address)
             if sock is not None:
                 _check_server(sock, address)
                 return sock
         raise RuntimeFailure(self._nobody_message())
+
+    _connect = connect  # the name `keelrun attach` (tty branch) calls today
 
     def _connect_to(self, address: Path) -> socket.socket | None:
         """A connected socket, or None when nobody serves ``address``."""
