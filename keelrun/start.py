@@ -93,6 +93,7 @@ def _supervise(
 ) -> int:
     """Run the formation (counts None: the release phase alone) and return the exit status."""
     try:
+        from keelrun.control.address import DEFAULT_NAME
         from keelrun.control.server import ControlServer
         from keelrun.loop import Loop
         from keelrun.supervisor import spawn
@@ -102,7 +103,11 @@ def _supervise(
         loop = Loop()
         server: ControlServer | None = None
         if counts is not None:
-            server = ControlServer(loop, settings.socket, lambda: commands.handlers())
+            # The default socket may move to the runtime dir; a named one may not.
+            default = settings.socket == settings.app_root / DEFAULT_NAME
+            server = ControlServer(
+                loop, settings.socket, lambda: commands.handlers(), fallback=default
+            )
             server.on_internal_error = lambda cmd, e: sup.events.error(
                 "request_failed", f"{cmd} request failed: {type(e).__name__}: {e}", command=cmd
             )

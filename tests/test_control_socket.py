@@ -192,3 +192,35 @@ def test_a_socket_in_a_missing_directory_is_a_one_line_error(runner: Runner) -> 
     assert "Traceback" not in out, out
     assert out.strip().splitlines() == [out.strip()] and str(missing) in out, out
     assert "started" not in out
+
+
+CLIENTS = [("ps",), ("scale", "web=2"), ("stop",), ("restart",), ("signal", "USR1", "web")]
+CLIENTS += [("logs",), ("reload",)]
+
+
+def _one_line_input_error(text: str, directory: Path) -> None:
+    assert "Traceback" not in text, text
+    lines = text.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("keelrun: "), text
+    assert str(directory) in lines[0] and "is a directory" in lines[0], lines[0]
+
+
+@pytest.mark.parametrize("how", ["--socket", "KEELRUN_SOCKET"])
+def test_a_socket_path_naming_a_directory_is_an_input_error(
+    runner: Runner, tmp_path: Path, how: str
+) -> None:
+    app = runner.app(PROCFILE)
+    directory = tmp_path / "a-directory"
+    directory.mkdir()
+    flag = ("--socket", str(directory)) if how == "--socket" else ()
+    env = runner.env(KEELRUN_SOCKET=str(directory)) if how == "KEELRUN_SOCKET" else None
+    k = runner.start(app, *flag, env=env, wait=None)
+    assert k.wait_exit(15) == 2
+    _one_line_input_error(k.output(), directory)
+    assert "started" not in k.output()
+    for args in CLIENTS:
+        r = k.client(*args, *flag)
+        assert r.returncode == 2, (args, r.returncode, r.stderr)
+        assert r.stdout == ""
+        _one_line_input_error(r.stderr, directory)
+    assert list(directory.iterdir()) == []

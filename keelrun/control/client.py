@@ -11,7 +11,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from keelrun.control.protocol import VERSION, socket_address
+from keelrun.control.address import owner_name
+from keelrun.control.locate import locate
+from keelrun.control.protocol import VERSION, peer_uid
 from keelrun.errors import InputError, InputErrors, RuntimeFailure
 
 CONNECT_TIMEOUT = 5.0
@@ -20,59 +22,123 @@ REPLY_TIMEOUT = 30.0
 
 class Client:
     def __init__(self, app_root: str | None, socket_path: str | None) -> None:
-        from keelrun.config import resolve_socket_path
-
-        self.path: Path = resolve_socket_path(app_root, socket_path)
+        self.target = locate(app_root, socket_path)
+        self.path: Path = self.target.path
 
     def request(self, cmd: str, args: dict[str, Any], follow: bool = False) -> Iterator[dict]:
         """Send one request; yield every reply line as a dict."""
-        sock = self._connect()
+        sock = self.connect()
         try:
             request = {"v": VERSION, "cmd": cmd, "args": args}
-            sock.sendall((json.dumps(request) + "\n").encode())
-            sock.settimeout(None if follow else REPLY_TIMEOUT)
             buf = b""
-            while True:
-                try:
-                    data = sock.recv(65536)
-                except TimeoutError:
-                    raise RuntimeFailure(f"no reply from keelrun on {self.path}") from None
-                if not data:
-                    break
-                buf += data
-                *lines, buf = buf.split(b"\n")
-                for line in lines:
-                    if line:
-                        yield json.loads(line)
+            try:
+                sock.sendall((json.dumps(request) + "\n").encode())
+                sock.settimeout(None if follow else REPLY_TIMEOUT)
+                while data := sock.recv(65536):
+                    buf += data
+                    *lines, buf = buf.split(b"\n")
+                    for line in lines:
+                        if line:
+                            yield self._parse(line)
+            except TimeoutError:
+                raise RuntimeFailure(f"no reply from keelrun on {self.path}") from None
+            except OSError as e:
+                # A keelrun that went away mid-request: one line, not a traceback.
+                why = e.strerror or str(e)
+                raise RuntimeFailure(f"keelrun on {self.path} dropped the request: {why}") from None
         finally:
             sock.close()
 
-    def _connect(self) -> socket.socket:
+    def _parse(self, line: bytes) -> dict:
+        try:
+            reply = json.loads(line)
+        except ValueError:
+            reply = None
+        if not isinstance(reply, dict):
+            raise RuntimeFailure(f"keelrun on {self.path} sent a malformed reply")
+        return reply
+
+    def connect(self) -> socket.socket:
+        """A connection to the first address that a keelrun serves, its server's uid
+        checked (own or root's) before anything is sent; for `attach` and requests."""
+        for address in self.target.addresses():
+            sock = self._connect_to(address)
+            if sock is not None:
+                _check_server(sock, address)
+                return sock
+        raise RuntimeFailure(self._nobody_message())
+
+    _connect = connect  # the name `keelrun attach` (tty branch) calls today
+
+    def _connect_to(self, address: Path) -> socket.socket | None:
+        """A connected socket, or None when nobody serves ``address``."""
         deadline = time.monotonic() + CONNECT_TIMEOUT
         while True:
             sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             sock.settimeout(CONNECT_TIMEOUT)
             try:
-                sock.connect(socket_address(self.path))
+                sock.connect(str(address))
                 return sock
-            except (FileNotFoundError, ConnectionRefusedError):
+            except FileNotFoundError:
                 sock.close()
-                raise RuntimeFailure(f"no keelrun is running on {self.path}") from None
+                return None
+            except ConnectionRefusedError:
+                sock.close()
+                if os.path.isdir(address):
+                    where = self.target.where or str(address)
+                    raise InputError(where, f'"{address}" is a directory, not a socket') from None
+                return None  # a socket left by a killed keelrun, or not a socket at all
             except BlockingIOError:
                 # The listen backlog is full (many clients at once): try again shortly.
                 sock.close()
                 if time.monotonic() >= deadline:
-                    raise RuntimeFailure(f"keelrun on {self.path} is too busy") from None
+                    raise RuntimeFailure(f"keelrun on {address} is too busy") from None
                 time.sleep(0.01)
             except OSError as e:
                 sock.close()
-                raise RuntimeFailure(f"cannot connect to {self.path}: {e.strerror or e}") from None
+                reason = e.strerror or str(e)
+                if isinstance(e, PermissionError):
+                    reason += _owned_by(address)
+                raise RuntimeFailure(f"cannot connect to {address}: {reason}") from None
+
+    def _nobody_message(self) -> str:
+        if self.target.searched is not None:
+            return (
+                f"no keelrun is running in {self.target.searched} or its parents (no "
+                f"{self.path.name} found); start one there with `keelrun start`, "
+                "or point at one with -d DIR or --socket PATH"
+            )
+        if self.target.where:
+            return f"no keelrun is running on {self.path} (named by {self.target.where})"
+        return f"no keelrun is running on {self.path}; start one with `keelrun start`"
 
     def call(self, cmd: str, args: dict[str, Any]) -> Any:
         """A request with one reply; an error reply becomes the matching exception."""
         for reply in self.request(cmd, args):
             return _result(reply)
         raise RuntimeFailure(f"keelrun on {self.path} closed the connection without a reply")
+
+
+def _check_server(sock: socket.socket, address: Path) -> None:
+    """Talk only to a keelrun of our own uid or root's: a socket planted by another
+    user (in a shared directory, or a parent the search walks through) gets nothing."""
+    uid = peer_uid(sock)
+    if uid is None or uid not in (os.getuid(), 0):
+        sock.close()
+        owner = "an unknown uid" if uid is None else owner_name(uid)
+        me = os.getuid()
+        trusted = "root (you)" if me == 0 else f"you ({owner_name(me)}) or root"
+        raise RuntimeFailure(
+            f"refusing {address}: it is served by {owner}, not by {trusted}; "
+            "another user may have put it there"
+        )
+
+
+def _owned_by(address: Path) -> str:
+    try:
+        return f" (the socket belongs to {owner_name(os.stat(address).st_uid)})"
+    except OSError:
+        return ""
 
 
 def _result(reply: dict) -> Any:

@@ -15,19 +15,18 @@ import os
 import selectors
 import socket
 import stat
-import struct
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from keelrun.control.address import UnsafeDirectory, fits, private_dir, stand_ins
 from keelrun.control.protocol import (
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
     MAX_PENDING_REPLY,
     MAX_REQUEST,
     VERSION,
-    private_dir_for,
-    socket_address,
+    peer_uid,
 )
 from keelrun.errors import InputError, RequestError, RuntimeFailure
 from keelrun.loop import Loop, Timer
@@ -37,10 +36,16 @@ Reply = dict[str, Any]
 # it returns a reply, or None when it keeps the connection open (logs -f).
 Handler = Callable[[dict[str, Any], "Connection"], Reply | None]
 
-_UCRED = struct.Struct("3i")
-
 
 class AlreadyRunning(RuntimeFailure):
+    pass
+
+
+# Why a socket cannot be created where it was asked for, but might be elsewhere.
+_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
+
+
+class _Unwritable(Exception):
     pass
 
 
@@ -181,10 +186,20 @@ class Connection:
 
 
 class ControlServer:
-    def __init__(self, loop: Loop, path: Path, handlers: Callable[[], dict[str, Handler]]) -> None:
+    def __init__(
+        self,
+        loop: Loop,
+        path: Path,
+        handlers: Callable[[], dict[str, Handler]],
+        *,
+        fallback: bool = False,
+    ) -> None:
         self.loop = loop
         self.path = path
-        self.address = socket_address(path)
+        # fallback: `path` is the default socket, which moves to a stand-in when the
+        # app root cannot be written; a socket the user named must be created there.
+        self.fallback = fallback
+        self.address = path  # where the socket file is, once bound
         self._make_handlers = handlers
         self._handlers: dict[str, Handler] | None = None
         self.on_internal_error: Callable[[str, Exception], None] | None = None
@@ -197,33 +212,67 @@ class ControlServer:
 
     # -- lifecycle --------------------------------------------------------
     def bind(self) -> None:
-        """Listen on the socket; refuse if a live keelrun holds it, replace a stale one."""
-        address = self.address
-        if address != str(self.path):
+        """Listen on the socket; refuse if a live keelrun holds it, replace a stale one.
+
+        A path too long for a Unix socket, or a default socket whose app root
+        cannot be written, is served at its stand-in (keelrun.control.address).
+        """
+        why = f"longer than a Unix socket allows ({len(os.fsencode(str(self.path)))} bytes)"
+        if fits(self.path):
             try:
-                private_dir_for(address)
+                self._listen(self.path)
+                return
+            except _Unwritable as e:
+                if not self.fallback:
+                    raise InputError(str(self.path), f"cannot listen: {e}") from None
+                why = str(e)
+        tried = []
+        for address in stand_ins(self.path):
+            try:
+                private_dir(address.parent)
+            except UnsafeDirectory:
+                raise
             except OSError as e:
-                raise RuntimeFailure(f"{address}: {e.strerror or e}") from None
+                tried.append(f"{address.parent}: {e.strerror or e}")
+                continue
+            try:
+                self._listen(address)
+                return
+            except _Unwritable as e:
+                tried.append(f"{address}: {e}")
+        raise RuntimeFailure(f"{self.path}: cannot listen ({why}), nor at {'; '.join(tried)}")
+
+    def _listen(self, address: Path) -> None:
         if os.path.lexists(address):
-            st = os.lstat(address)
-            if not stat.S_ISSOCK(st.st_mode):
-                raise RuntimeFailure(f"{self.path}: exists and is not a socket")
+            if os.path.isdir(address):
+                raise InputError(str(address), "is a directory, not a socket")
+            if not stat.S_ISSOCK(os.lstat(address).st_mode):
+                raise RuntimeFailure(f"{address}: exists and is not a socket")
             if _answers(address):
-                raise AlreadyRunning(f"keelrun is already running on {self.path}")
-            os.unlink(address)  # stale: its keelrun was killed
+                at = "" if address == self.path else f" (socket {address})"
+                raise AlreadyRunning(f"keelrun is already running on {self.path}{at}")
+            try:
+                os.unlink(address)  # stale: its keelrun was killed
+            except OSError as e:
+                if e.errno in _UNWRITABLE:
+                    raise _Unwritable(f"cannot replace a stale socket: {e.strerror}") from None
+                raise RuntimeFailure(f"{address}: cannot replace a stale socket: {e}") from None
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old_umask = os.umask(0o177)  # created 0600: no window where others may connect
         try:
-            sock.bind(address)
+            sock.bind(str(address))
             os.chmod(address, 0o600)
         except OSError as e:
             sock.close()
-            raise InputError(str(self.path), f"cannot listen: {e.strerror or e}") from None
+            if e.errno in _UNWRITABLE:
+                raise _Unwritable(e.strerror or str(e)) from None
+            raise InputError(str(address), f"cannot listen: {e.strerror or e}") from None
         finally:
             os.umask(old_umask)
         sock.listen(128)
         sock.setblocking(False)
         st = os.stat(address)
+        self.address = address
         self._inode = (st.st_dev, st.st_ino)
         self.sock = sock
         self.loop.add_reader(sock.fileno(), self._on_accept)
@@ -263,7 +312,7 @@ class ControlServer:
             if len(self.connections) >= MAX_CONNECTIONS and not self._make_room():
                 _refuse(sock, "too many connections")
                 continue
-            uid = _peer_uid(sock)
+            uid = peer_uid(sock)
             if uid is None or uid not in (os.getuid(), 0):
                 _refuse(sock, f"permission denied: uid {uid} may not control this keelrun")
                 continue
@@ -359,27 +408,18 @@ class ControlServer:
             conn.finish(reply)
 
 
-def _peer_uid(sock: socket.socket) -> int | None:
-    try:
-        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
-    except (OSError, AttributeError):
-        return None
-    _pid, uid, _gid = _UCRED.unpack(creds)
-    return uid
-
-
 def _refuse(sock: socket.socket, message: str) -> None:
     with contextlib.suppress(OSError):
         sock.send((json.dumps({"ok": False, "error": message, "kind": "runtime"}) + "\n").encode())
     sock.close()
 
 
-def _answers(address: str) -> bool:
+def _answers(address: Path) -> bool:
     """Whether a live server accepts connections on address."""
     probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     probe.settimeout(1.0)
     try:
-        probe.connect(address)
+        probe.connect(str(address))
     except OSError:
         return False
     finally:

@@ -9,6 +9,7 @@ test if anything was.
 from __future__ import annotations
 
 import contextlib
+import os
 import re
 import signal
 import subprocess
@@ -41,14 +42,20 @@ TRAPPING = (
 class Keelrun(LineLog):
     """`python -m keelrun start ARGS` in an app folder, stdout read by a thread."""
 
-    def __init__(self, app: Path, args: tuple[str, ...], env: dict[str, str]) -> None:
+    def __init__(
+        self,
+        app: Path,
+        args: tuple[str, ...],
+        env: dict[str, str],
+        program: list[str] | None = None,
+    ) -> None:
         super().__init__()
         self.app = app
         self.env = env
         self.marker = env[MARKER_VAR]
         self.socket_flag = args[args.index("--socket") + 1] if "--socket" in args else None
         self.proc = subprocess.Popen(
-            [*KEELRUN, "start", *args],
+            [*(program or KEELRUN), "start", *args],
             cwd=app,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -79,10 +86,16 @@ class Keelrun(LineLog):
         )
 
     def socket_path(self) -> str:
-        from keelrun.config import resolve_socket_path
-        from keelrun.control.protocol import socket_address
+        """Where this keelrun's socket file is: the first of the client's addresses that
+        exists (the first when none does yet)."""
+        from keelrun.control.locate import locate
 
-        return socket_address(resolve_socket_path(str(self.app), self.socket_flag, self.env))
+        target = locate(None, self.socket_flag, cwd=self.app, environ=self.env)
+        addresses = list(target.addresses())
+        for address in addresses:
+            if os.path.exists(address):
+                return str(address)
+        return str(addresses[0]) if addresses else str(target.path)
 
     def request(self, cmd: str, args: dict[str, Any] | None = None, timeout: float = 10.0) -> dict:
         replies = raw_request(self.socket_path(), request_line(cmd, args), timeout)
@@ -139,8 +152,10 @@ class Runner:
         *args: str,
         env: dict[str, str] | None = None,
         wait: str | None = r"keelrun\s+\| started ",
+        program: list[str] | None = None,
     ) -> Keelrun:
-        k = Keelrun(app, args, env or self.env())
+        """`keelrun start ARGS` in ``app``; ``program`` replaces `python -m keelrun`."""
+        k = Keelrun(app, args, env or self.env(), program)
         self.started.append(k)
         if wait:
             k.wait_for_line(wait, 10)
