@@ -144,6 +144,12 @@ def _supervise(
                 sup.start_release(then=lambda: sup.start(counts))
         else:
             sup.start(counts or {})
+        if server is not None and server.address != settings.socket:
+            sup.events.info(
+                "socket_moved",
+                f"control socket at {server.address} ({settings.socket.parent} is not writable)",
+                socket=str(server.address),
+            )
         sup.reap()  # a child may have died before the handler was in place
         loop.run()
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -120,6 +121,10 @@ def test_an_unwritable_app_root_moves_the_socket_to_the_runtime_dir(shared: Shar
     st = os.lstat(sock)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
     assert st.st_uid == otheruid.NOBODY
+    # keelrun says where the socket went and why.
+    k.wait_for_line(
+        rf"keelrun\s+\| control socket at {re.escape(str(sock))} \(.* is not writable\)"
+    )
     # Its clients compute the same place, from the app root and from below it.
     for cwd in (shared.app, shared.app / "sub" / "deeper"):
         r = shared.nobody("ps", "--json", cwd=cwd)
