@@ -46,3 +46,29 @@ def test_throughput_benchmark_runs_and_keelrun_loses_nothing(tmp_path: Path) -> 
         assert figure["details"]["lost"] == 0, key
         assert figure["details"]["N"] == 3000, key
     assert figures[("flood-parse", "keelrun")]["details"]["mangled"] == 0
+
+
+def test_scale_benchmark_runs(tmp_path: Path) -> None:
+    results = tmp_path / "scale.json"
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "scale.py"),
+            "--counts",
+            "3,6",
+            "--repeat",
+            "1",
+            "--json",
+            str(results),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stderr
+    figures = json.loads(results.read_text())
+    assert set(figures) == {"3", "6"}
+    for row in figures.values():
+        for key in ("start_s", "scale_s", "ps_s", "stop_s", "self_start_s"):
+            assert 0 < row[key] < 30, (key, row)
+        assert row["fds"] > 0 and row["rss_kib"] > 0
