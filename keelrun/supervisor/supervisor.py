@@ -16,8 +16,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from keelrun.environment import instance_env
 from keelrun.loop import Loop
-from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings, instance_env
+from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings
 from keelrun.supervisor import procscan, spawn
 from keelrun.supervisor.events import Events
 from keelrun.supervisor.instance import Instance, Intent
