@@ -9,6 +9,7 @@ from pathlib import Path
 
 from keelrun.environment import shell_exports
 from keelrun.settings import ProcessTypeSettings, Settings
+from keelrun.supervisor.shellcmd import exec_form
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,8 +39,11 @@ def instance_script(
 
     ``number`` is a shell-visible token for the instance number (systemd's ``%i``,
     supervisord's ``%(process_num)d``); the instance's variables come from the
-    one environment builder. The command then runs as ``/bin/sh -c COMMAND``.
-    ``source`` is a file of variable assignments to read first. ``check_number`` refuses a non-numeric instance
+    one environment builder. The command then runs as ``/bin/sh -c COMMAND`` in
+    the same exec form as under ``keelrun start``, and the script execs that
+    shell: the app ends up with the pid the platform started, so the platform's
+    stop signal reaches the app itself. ``source`` is a file of variable
+    assignments to read first. ``check_number`` refuses a non-numeric instance
     (sh arithmetic would silently read it as 0).
     """
     parts = []
@@ -51,5 +55,5 @@ def instance_script(
     if source is not None:
         parts.append(f". {shlex.quote(source)}")
     parts.append(shell_exports(t, number))
-    parts.append(f"exec /bin/sh -c {shlex.quote(t.command)}")
+    parts.append(f"exec /bin/sh -c {shlex.quote(exec_form(t.command))}")
     return "; ".join(parts)
