@@ -200,3 +200,30 @@ def test_the_program_is_the_app_and_a_stop_lets_the_demo_worker_finish(tmp_path:
         finally:
             if pid and alive(pid):
                 os.kill(pid, signal.SIGKILL)
+
+
+def test_include_env_never_takes_values_from_the_exporting_shell(tmp_path: Path) -> None:
+    env = 'APP=demo\nGREETING="hi ${HOME}"\nFULL=${APP}-x\nDEF=${NOPE:-fall back}\n'
+    show = (
+        'echo $$ > pid.info; printf "%s|" "$APP" "$GREETING" "$FULL" "$DEF" > shown.info;'
+        " exec sleep 1000"
+    )
+    app = make_app(tmp_path / "app", f"web: {show}\n", env=env)
+    shell = clean_environ(HOME="/home/exporter", NOPE="from-shell", APP="from-shell")
+    r = run_keelrun(
+        "export", "supervisord", str(tmp_path / "conf"), "--include-env", cwd=app, env=shell
+    )
+    assert r.returncode == 0, r.stderr
+    assert "/home/exporter" not in (tmp_path / "conf" / "app.env.sh").read_text()
+    # Where it runs, HOME is the server's: the app still sees the reference as written.
+    with supervisord(tmp_path / "conf" / "app.conf", clean_environ(HOME="/srv")) as proc:
+        shown = app / "shown.info"
+        wait_for(lambda: shown.exists() and shown.read_text().endswith("|"), 20, "web.1")
+        assert shown.read_text().split("|")[:4] == [
+            "demo",
+            "hi ${HOME}",
+            "demo-x",
+            "${NOPE:-fall back}",
+        ]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0

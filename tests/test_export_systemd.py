@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_app, run_keelrun
+from conftest import clean_environ, make_app, run_keelrun
 from test_export_units import systemd_unquote
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
@@ -180,3 +180,19 @@ def test_exec_start_runs_the_app_itself(tmp_path: Path) -> None:
     assert out.split() == [str(main.pid), "worker.3", "x"]
     if SYSTEMD_ANALYZE is not None:
         assert verify(tmp_path / "units", "site-worker@3.service").returncode == 0
+
+
+def test_include_env_never_takes_values_from_the_exporting_shell(tmp_path: Path) -> None:
+    env = 'APP=demo\nGREETING="hi ${HOME}"\nFULL=${APP}-x\nDEF=${NOPE:-fall back}\n'
+    root = make_app(tmp_path / "app", "web: sleep 1\n", env=env)
+    out = tmp_path / "units"
+    shell = clean_environ(HOME="/home/exporter", NOPE="from-shell", APP="from-shell")
+    r = run_keelrun("export", "systemd", str(out), "--include-env", cwd=root, env=shell)
+    assert r.returncode == 0, r.stderr
+    assert (out / "app.env").read_text().splitlines()[1:] == [
+        "APP='demo'",
+        "GREETING='hi ${HOME}'",  # single quotes: systemd keeps it as written too
+        "FULL='demo-x'",
+        "DEF='${NOPE:-fall back}'",
+    ]
+    assert "GREETING refers to ${HOME}" in r.stderr
