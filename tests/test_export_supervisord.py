@@ -111,7 +111,7 @@ def test_real_supervisord_runs_and_stops_the_formation(app: Path) -> None:
         wait_for(lambda: all(p.exists() and p.read_text().endswith("\n") for p in infos), 20, "3")
         web1, web2, worker = (p.read_text().split() for p in infos)
         # PORT per instance by keelrun's scheme; .env values from the --include-env file,
-        # the environment winning over .env (SPEC 1.2 default).
+        # the environment winning over .env (the default precedence).
         assert web1[:5] == ["7000", "web.1", "web.1", "s3cret", "from-environment"]
         assert web1[6:] == ["100%", ";#"]
         assert web2[:3] == ["7001", "web.2", "web.2"]
