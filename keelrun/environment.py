@@ -12,7 +12,6 @@ a shell token (systemd's ``%i``) and let the shell compute ``PORT``.
 
 from __future__ import annotations
 
-import shlex
 from collections.abc import Mapping
 
 from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings
@@ -54,6 +53,8 @@ def shell_exports(t: ProcessTypeSettings, number: str) -> str:
     base port + number - 1, computed by the shell, and a default applies only
     where the environment leaves the variable unset (``${VAR-default}``).
     """
+    import shlex  # exports only: not worth its import at every start-up
+
     name = f"{t.name}.{number}"
     variables = process_variables(name, f"$(({t.base_port} + {number} - 1))")
     words = [f"{k}={v}" for k, v in variables.items()]

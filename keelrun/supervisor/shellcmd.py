@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass
 
 _BLANKS = " \t"
 _OPERATOR_START = ";&|()<>"
@@ -84,23 +83,39 @@ class _Unsure(Exception):
     """Not a list of simple commands, or not read with certainty: leave it as written."""
 
 
-@dataclass(slots=True)
+# Plain classes, not dataclasses: this module is imported at every start-up,
+# and each @dataclass costs about half a millisecond to build.
 class _Word:
-    start: int
-    raw: str
-    value: str = ""  # quotes removed, expansions kept as written
-    bare_expansion: bool = False  # unquoted $x, $(...) or `...`: field splitting applies
-    quoted_expansion: bool = False
-    pattern: bool = False  # unquoted glob or brace characters
-    tilde: bool = False
-    slash: bool = False  # a literal `/`, so the word names a path whatever it expands to
-    io_number: bool = False  # the `2` of `2>&1`
+    __slots__ = (
+        "bare_expansion",
+        "io_number",
+        "pattern",
+        "quoted_expansion",
+        "raw",
+        "slash",
+        "start",
+        "tilde",
+        "value",
+    )
+
+    def __init__(self, start: int) -> None:
+        self.start = start
+        self.raw = ""
+        self.value = ""  # quotes removed, expansions kept as written
+        self.bare_expansion = False  # unquoted $x, $(...) or `...`: field splitting applies
+        self.quoted_expansion = False
+        self.pattern = False  # unquoted glob or brace characters
+        self.tilde = False
+        self.slash = False  # a literal `/`, so the word names a path whatever it expands to
+        self.io_number = False  # the `2` of `2>&1`
 
 
-@dataclass(slots=True)
 class _Op:
-    start: int
-    text: str
+    __slots__ = ("start", "text")
+
+    def __init__(self, start: int, text: str) -> None:
+        self.start = start
+        self.text = text
 
 
 class _Lexer:
@@ -157,7 +172,7 @@ class _Lexer:
 
     def _word(self) -> _Word:
         text, n = self.text, len(self.text)
-        w = _Word(self.i, "")
+        w = _Word(self.i)
         value: list[str] = []
         i = self.i
         while i < n:
@@ -279,7 +294,7 @@ class _Lexer:
 
     def _braced(self, i: int, in_quotes: bool) -> int:
         text, n = self.text, len(self.text)
-        scratch = _Word(i, "")
+        scratch = _Word(i)
         while i < n:
             c = text[i]
             if c == "}":
@@ -313,12 +328,14 @@ class _Lexer:
         raise _Unsure
 
 
-@dataclass(slots=True)
 class _Simple:
     """One simple command: its command word, if any, and whether anything is in it."""
 
-    command: _Word | None = None
-    empty: bool = True
+    __slots__ = ("command", "empty")
+
+    def __init__(self) -> None:
+        self.command: _Word | None = None
+        self.empty = True
 
 
 def _simple_commands(command: str) -> list[_Simple]:
