@@ -61,6 +61,8 @@ EXECD = [
     ("set -e; ulimit -n 4096; prog", "set -e; ulimit -n 4096; exec prog"),
     ("a || b && c", "a || b && exec c"),
     ("a &&\n  b", "a &&\n  exec b"),
+    ("make 2>&1 | tail -5 && node server.js", "make 2>&1 | tail -5 && exec node server.js"),
+    ("a |\n b; c", "a |\n b; exec c"),
     ("a\n\nb", "a\n\nexec b"),
 ]
 
@@ -71,6 +73,8 @@ LEFT_AS_WRITTEN = [
     "a |& b",
     "prog &> log",  # dash: a background job, then a redirection
     "prog 2>&1 | tee log",
+    "a; b | c",
+    "a |",
     "(sleep 1)",
     "{ echo a; }",
     "if true; then x; fi",
@@ -177,7 +181,17 @@ assignments = st.builds(
 )
 redirections = st.sampled_from(["2>&1", "1>&2", "</dev/null", "3>&1"])
 preludes = st.sampled_from(
-    ["", "true && ", "false || ", "cd . && ", "A=5; ", "printf pre; ", "B=6\n", "true &&\n "]
+    [
+        "",
+        "true && ",
+        "false || ",
+        "cd . && ",
+        "A=5; ",
+        "printf pre; ",
+        "B=6\n",
+        "true &&\n ",
+        "printf 'b\\na' | sort && ",
+    ]
 )
 
 

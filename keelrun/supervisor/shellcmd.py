@@ -5,16 +5,17 @@ shells that do not exec a lone command themselves (Debian's dash does not):
 on SIGTERM the shell dies at once while the app is still shutting down, and
 the app's exit status is lost. keelrun therefore puts `exec` before the
 command word of a simple command, or of the last simple command of a
-`;`/`&&`/`||` list (`cd backend && exec bundle exec puma`), so that the app
-takes the shell's pid (README "`keelrun start`: what it does, exactly").
+`;`/`&&`/`||` list (`cd backend && exec bundle exec puma`; earlier elements
+may be pipelines), so that the app takes the shell's pid (README
+"`keelrun start`: what it does, exactly").
 
 The command is read as the shell reads it: quotes, backslashes, `$(...)`,
 backquotes, `${...}`, comments, redirections, here-documents and leading
-`VAR=value` assignments. Whatever is not a plain list of simple commands
-ending in a program (pipelines, background jobs, compound commands,
-builtins, anything this reader does not follow with certainty) is left as
-written: a wrong `exec` would break the command, a missing one only costs
-the shell in between.
+`VAR=value` assignments. Whatever does not end in one simple command running
+a program (a pipeline, a background job, a compound command, a builtin,
+anything this reader does not follow with certainty) is left as written: a
+wrong `exec` would break the command, a missing one only costs the shell in
+between.
 """
 
 from __future__ import annotations
@@ -329,21 +330,24 @@ class _Lexer:
 
 
 class _Simple:
-    """One simple command: its command word, if any, and whether anything is in it."""
+    """One simple command: its command word, if any, whether anything is in it,
+    and whether it is part of a pipeline."""
 
-    __slots__ = ("command", "empty")
+    __slots__ = ("command", "empty", "piped")
 
-    def __init__(self) -> None:
+    def __init__(self, piped: bool = False) -> None:
         self.command: _Word | None = None
         self.empty = True
+        self.piped = piped
 
 
 def _simple_commands(command: str) -> list[_Simple]:
-    """The simple commands of a `;`/`&&`/`||` list, in order; _Unsure for anything else."""
+    """The simple commands of a `;`/`&&`/`||` list of pipelines, in order;
+    _Unsure for anything else."""
     lexer = _Lexer(command)
     commands: list[_Simple] = []
     current = _Simple()
-    after_and_or = False  # a list may not end in `&&` or `||`
+    pending = False  # a list may not end in `&&`, `||` or `|`
     while (tok := lexer.next_token()) is not None:
         if isinstance(tok, _Word):
             current.empty = False
@@ -358,21 +362,23 @@ def _simple_commands(command: str) -> list[_Simple]:
             if tok.text in ("<<", "<<-"):
                 lexer.add_heredoc(target, strip_tabs=tok.text == "<<-")
             current.empty = False
-        elif tok.text in _LIST_SEPARATORS:
+        elif tok.text in _LIST_SEPARATORS or tok.text == "|":
             if current.empty:
                 if tok.text == "\n":
-                    continue  # blank lines, or a newline after `&&`
+                    continue  # blank lines, or a newline after `&&` or `|`
                 raise _Unsure  # a syntax error: the shell reports it
+            piped = tok.text == "|"
+            current.piped |= piped
             commands.append(current)
-            current = _Simple()
-            after_and_or = tok.text in ("&&", "||")
+            current = _Simple(piped)
+            pending = tok.text in ("&&", "||", "|")
         else:
-            raise _Unsure  # a pipeline, a background job, a subshell, a case, ...
+            raise _Unsure  # a background job, a subshell, a case, ...
     if lexer.heredocs:
         raise _Unsure
     if not current.empty:
         commands.append(current)
-    elif after_and_or or not commands:
+    elif pending or not commands:
         raise _Unsure
     return commands
 
@@ -405,8 +411,8 @@ def exec_offset(command: str) -> int | None:
     *before, last = commands
     if any(c.command is not None and not _keeps_meaning(c.command) for c in before):
         return None
-    if last.command is None or not _is_program(last.command):
-        return None
+    if last.piped or last.command is None or not _is_program(last.command):
+        return None  # a pipeline's last command is not the shell's to give away
     return last.command.start
 
 
