@@ -1,4 +1,8 @@
-"""Web process: serves HTTP on $PORT (factor VII) and stops cleanly on SIGTERM (factor IX)."""
+"""Web process: serves HTTP on $PORT (factor VII) and stops cleanly on SIGTERM (factor IX).
+
+It listens on every interface (HOST=0.0.0.0), so that `docker run -p 5000:5000`
+and a Kubernetes probe reach it; set HOST=127.0.0.1 to keep it to this machine.
+"""
 
 import contextlib
 import json
@@ -31,11 +35,12 @@ class Handler(BaseHTTPRequestHandler):
 
 
 def main() -> None:
+    host = os.environ.get("HOST", "0.0.0.0")
     port = int(os.environ.get("PORT", "5000"))
-    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server = ThreadingHTTPServer((host, port), Handler)
     # shutdown() waits for serve_forever(), so it must run off the main thread.
     signal.signal(signal.SIGTERM, lambda *_: threading.Thread(target=server.shutdown).start())
-    print(f"listening on http://127.0.0.1:{port}")
+    print(f"listening on http://{host}:{port}")
     with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
     server.server_close()

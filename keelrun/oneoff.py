@@ -1,4 +1,4 @@
-"""`keelrun run`: one command in the app's environment (SPEC 4, twelve-factor XII).
+"""`keelrun run`: one command in the app's environment (twelve-factor XII).
 
 keelrun replaces itself with the command (exec) rather than supervising it:
 the terminal, stdin, job control, every signal and the exit status (128+N
@@ -13,8 +13,8 @@ import signal
 import sys
 
 from keelrun.config import Overrides, load_settings
+from keelrun.environment import oneoff_env
 
-ONEOFF_NAME = "run.1"  # PS and DYNO of a one-off process, as Heroku names one-off dynos
 EXIT_NOT_FOUND = 127
 EXIT_NOT_EXECUTABLE = 126
 
@@ -28,11 +28,11 @@ def run_command(overrides: Overrides, argv: list[str]) -> int:
 
         raise InputError("run", "no command given")
     settings = load_settings(overrides, require_procfile=False)
-    env = dict(settings.env)
-    env["PORT"] = str(settings.port)
-    env["PS"] = ONEOFF_NAME
-    env["DYNO"] = ONEOFF_NAME
+    env = oneoff_env(settings)
     os.chdir(settings.app_root)
+    # As after a shell's `cd` (and as the shell of `start` sets it): a stale PWD
+    # would name the directory keelrun was started in.
+    env["PWD"] = os.getcwd()
     _restore_signals()
     sys.stdout.flush()
     sys.stderr.flush()

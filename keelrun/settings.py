@@ -95,13 +95,3 @@ class InstanceSpec:
     number: int  # N, from 1
     port: int
     command: str
-
-
-def instance_env(settings: Settings, spec: InstanceSpec) -> dict[str, str]:
-    """The full environment of one instance (SPEC 1.2)."""
-    env = dict(settings.env)
-    env["PORT"] = str(spec.port)
-    env["PS"] = spec.name
-    env["DYNO"] = spec.name
-    env.setdefault("PYTHONUNBUFFERED", "1")
-    return env

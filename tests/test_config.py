@@ -9,9 +9,10 @@ import pytest
 from conftest import make_app
 
 from keelrun.config import Overrides, load_settings, resolve_socket_path
+from keelrun.environment import instance_env
 from keelrun.errors import InputErrors
 from keelrun.formation import expand
-from keelrun.settings import ReadyCheck, instance_env
+from keelrun.settings import ReadyCheck
 
 PROCFILE = "web: w\nrelease: r\nworker: k\nclock: c\n"
 

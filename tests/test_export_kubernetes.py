@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import yaml
-from conftest import make_app, run_keelrun
+from conftest import clean_environ, make_app, run_keelrun
 
 # The subset of the Kubernetes API (apps/v1 Deployment, v1 ConfigMap and Secret)
 # that an export may use: field -> type, or a nested schema. Names and types as
@@ -212,3 +212,32 @@ def test_schema_check_rejects_a_wrong_field_negative_control(root: Path) -> None
     doc["spec"]["replicas"] = "3"
     with pytest.raises(AssertionError, match="expected int"):
         check_object(doc)
+
+
+# `${VAR}` fills in from the files only; a variable they do not define stays as written.
+REFERENCES = 'APP=demo\nGREETING="hi ${HOME}"\nFULL=${APP}-x\nDEF=${NOPE:-fall back}\n'
+EXPORTING_SHELL = {"HOME": "/home/exporter", "NOPE": "from-shell", "APP": "from-shell"}
+FROM_FILES_ONLY = {
+    "APP": "demo",
+    "GREETING": "hi ${HOME}",
+    "FULL": "demo-x",
+    "DEF": "${NOPE:-fall back}",
+}
+
+
+def test_include_env_never_takes_values_from_the_exporting_shell(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "app", "web: serve\n", env=REFERENCES)
+    out = tmp_path / "k8s"
+    env = clean_environ(**EXPORTING_SHELL)
+    r = run_keelrun("export", "kubernetes", str(out), "--include-env", cwd=root, env=env)
+    assert r.returncode == 0, r.stderr
+    assert yaml.safe_load((out / "app-secret.yaml").read_text())["stringData"] == FROM_FILES_ONLY
+    assert r.stderr.splitlines() == [
+        f"keelrun: warning: {root / '.env'}:2: GREETING refers to ${{HOME}}, which no .env"
+        " file defines; kept as written",
+        f"keelrun: warning: {root / '.env'}:4: DEF refers to ${{NOPE}}, which no .env"
+        " file defines; kept as written",
+    ]
+    # Without --include-env no value is written, and nothing to warn about.
+    r = run_keelrun("export", "kubernetes", str(tmp_path / "bare"), cwd=root, env=env)
+    assert (r.returncode, r.stderr) == (0, "")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from conftest import clean_environ, make_app, run_keelrun
+from conftest import REPO, clean_environ, make_app, run_keelrun
 
 # Each instance writes what it got into <PS>.info in the app root, then keeps running.
 PROCFILE = (
@@ -20,6 +21,7 @@ PROCFILE = (
     'worker: sleep 1000 & echo "$PORT $PS $$ $!" > "$PS.info"; wait\n'
     "idle: echo started > idle.info\n"
 )
+IGNORED = shutil.ignore_patterns("__pycache__", ".env", ".keelrun.sock")
 PYPROJECT = """
 [tool.keelrun.processes.worker]
 grace = 3
@@ -48,27 +50,33 @@ def alive(pid: int) -> bool:
 
 
 @contextlib.contextmanager
-def supervisord(config: Path, env: dict[str, str]) -> Iterator[subprocess.Popen[bytes]]:
-    """A real supervisord on ``config``; killed in the end with whatever it started."""
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "supervisor.supervisord", "-c", str(config)],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
-    )
-    started: list[int] = []
-    try:
-        yield proc
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(10)
-        for info in config.parent.parent.glob("app/*.info"):
-            started += [int(w) for w in info.read_text().split() if w.isdigit() and int(w) > 5999]
-        for pid in started:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGKILL)
+def supervisord(
+    config: Path, env: dict[str, str], output: Path | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A real supervisord on ``config`` (its stdout, the programs' output, into
+    ``output``); killed in the end with whatever it started."""
+    with contextlib.ExitStack() as stack:
+        out = stack.enter_context(output.open("ab")) if output else subprocess.DEVNULL
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "supervisor.supervisord", "-c", str(config)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
+        started: list[int] = []
+        try:
+            yield proc
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait(10)
+            for info in config.parent.parent.glob("app/*.info"):
+                words = info.read_text().split()
+                started += [int(w) for w in words if w.isdigit() and int(w) > 5999]
+            for pid in started:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
 
 def supervisorctl(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
@@ -103,7 +111,7 @@ def test_real_supervisord_runs_and_stops_the_formation(app: Path) -> None:
         wait_for(lambda: all(p.exists() and p.read_text().endswith("\n") for p in infos), 20, "3")
         web1, web2, worker = (p.read_text().split() for p in infos)
         # PORT per instance by keelrun's scheme; .env values from the --include-env file,
-        # the environment winning over .env (SPEC 1.2 default).
+        # the environment winning over .env (the default precedence).
         assert web1[:5] == ["7000", "web.1", "web.1", "s3cret", "from-environment"]
         assert web1[6:] == ["100%", ";#"]
         assert web2[:3] == ["7001", "web.2", "web.2"]
@@ -162,3 +170,60 @@ def test_config_maps_stop_and_restart_settings(app: Path) -> None:
         assert line in web.splitlines()
     assert "stopwaitsecs=3" in worker.splitlines()
     assert "[group:app]\nprograms=web,worker,idle" in text
+
+
+def test_the_program_is_the_app_and_a_stop_lets_the_demo_worker_finish(tmp_path: Path) -> None:
+    """supervisord's pid is the worker's own, so its stop signal reaches the worker."""
+    app = shutil.copytree(REPO / "examples", tmp_path / "app", ignore=IGNORED)
+    env = clean_environ(PATH=f"{Path(sys.executable).parent}:{os.environ['PATH']}")
+    r = run_keelrun(
+        "export", "supervisord", str(tmp_path / "conf"), "-m", "web=0,clock=0,worker=1",
+        cwd=app, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    config, log = tmp_path / "conf" / "app.conf", tmp_path / "supervisord.out"
+    pid = 0
+    with supervisord(config, env, log) as proc:
+        try:
+            wait_for(lambda: b"worker.1 handled job 1" in log.read_bytes(), 20, "the first job")
+            pid = int(supervisorctl(config, "pid", "app:worker.1").stdout)
+            assert Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")[1:3] == [
+                b"worker.py",
+                b"",
+            ], "the program's process is the worker, not a shell"
+            stop = supervisorctl(config, "stop", "app:worker.1")
+            assert "stopped" in stop.stdout, stop.stdout
+            assert b"worker.1 finished its last job; exiting" in log.read_bytes()
+            assert not alive(pid)
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(20) == 0
+        finally:
+            if pid and alive(pid):
+                os.kill(pid, signal.SIGKILL)
+
+
+def test_include_env_never_takes_values_from_the_exporting_shell(tmp_path: Path) -> None:
+    env = 'APP=demo\nGREETING="hi ${HOME}"\nFULL=${APP}-x\nDEF=${NOPE:-fall back}\n'
+    show = (
+        'echo $$ > pid.info; printf "%s|" "$APP" "$GREETING" "$FULL" "$DEF" > shown.info;'
+        " exec sleep 1000"
+    )
+    app = make_app(tmp_path / "app", f"web: {show}\n", env=env)
+    shell = clean_environ(HOME="/home/exporter", NOPE="from-shell", APP="from-shell")
+    r = run_keelrun(
+        "export", "supervisord", str(tmp_path / "conf"), "--include-env", cwd=app, env=shell
+    )
+    assert r.returncode == 0, r.stderr
+    assert "/home/exporter" not in (tmp_path / "conf" / "app.env.sh").read_text()
+    # Where it runs, HOME is the server's: the app still sees the reference as written.
+    with supervisord(tmp_path / "conf" / "app.conf", clean_environ(HOME="/srv")) as proc:
+        shown = app / "shown.info"
+        wait_for(lambda: shown.exists() and shown.read_text().endswith("|"), 20, "web.1")
+        assert shown.read_text().split("|")[:4] == [
+            "demo",
+            "hi ${HOME}",
+            "demo-x",
+            "${NOPE:-fall back}",
+        ]
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(20) == 0

@@ -1,14 +1,17 @@
-"""`keelrun export systemd`: units that systemd's own checker accepts (SPEC 4, issue 5)."""
+"""`keelrun export systemd`: units that systemd's own checker accepts (issue 5)."""
 
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import make_app, run_keelrun
+from conftest import clean_environ, make_app, run_keelrun
+from test_export_units import systemd_unquote
 
 SYSTEMD_ANALYZE = shutil.which("systemd-analyze")
 needs_systemd = pytest.mark.skipif(
@@ -156,3 +159,40 @@ def test_env_syntax_systemd_reads_differently_is_warned_about(tmp_path: Path) ->
     warnings = [line for line in r.stderr.splitlines() if "warning" in line]
     assert len(warnings) == 2
     assert "`export` prefix" in warnings[0] and "expand" in warnings[1]
+
+
+def test_exec_start_runs_the_app_itself(tmp_path: Path) -> None:
+    """The unit's main process is the app, so KillSignal= reaches it first-hand."""
+    show = "import os; print(os.getpid(), os.environ['PS'], os.environ['VAR'])"
+    root = make_app(tmp_path / "app", f'worker: VAR=x {sys.executable} -c "{show}"\n')
+    r = run_keelrun("export", "systemd", str(tmp_path / "units"), "--app", "site", cwd=root)
+    assert r.returncode == 0, r.stderr
+    exec_start = directives((tmp_path / "units" / "site-worker@.service").read_text())["ExecStart"]
+    program, flag, word = exec_start[0].split(" ", 2)
+    assert (program, flag) == ("/bin/sh", "-c")
+    script = systemd_unquote(word, "3")
+    assert script.endswith(shlex.quote(f'VAR=x exec {sys.executable} -c "{show}"'))
+    # Run as systemd would run instance 3 (in the app root): the pid it started is the app's.
+    main = subprocess.Popen(
+        ["/bin/sh", "-c", script], cwd=root, stdout=subprocess.PIPE, text=True, env={}
+    )
+    out, _ = main.communicate(timeout=20)
+    assert out.split() == [str(main.pid), "worker.3", "x"]
+    if SYSTEMD_ANALYZE is not None:
+        assert verify(tmp_path / "units", "site-worker@3.service").returncode == 0
+
+
+def test_include_env_never_takes_values_from_the_exporting_shell(tmp_path: Path) -> None:
+    env = 'APP=demo\nGREETING="hi ${HOME}"\nFULL=${APP}-x\nDEF=${NOPE:-fall back}\n'
+    root = make_app(tmp_path / "app", "web: sleep 1\n", env=env)
+    out = tmp_path / "units"
+    shell = clean_environ(HOME="/home/exporter", NOPE="from-shell", APP="from-shell")
+    r = run_keelrun("export", "systemd", str(out), "--include-env", cwd=root, env=shell)
+    assert r.returncode == 0, r.stderr
+    assert (out / "app.env").read_text().splitlines()[1:] == [
+        "APP='demo'",
+        "GREETING='hi ${HOME}'",  # single quotes: systemd keeps it as written too
+        "FULL='demo-x'",
+        "DEF='${NOPE:-fall back}'",
+    ]
+    assert "GREETING refers to ${HOME}" in r.stderr

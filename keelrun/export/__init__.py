@@ -1,5 +1,5 @@
 """``keelrun export FORMAT DIR``: the formation as systemd units, a supervisord config
-or Kubernetes manifests (SPEC 4).
+or Kubernetes manifests (README "Deploying").
 
 Each format is a module with a pure ``render(plan) -> list[OutputFile]``; this
 module loads the settings, decides the app name and the .env values, and writes.
@@ -63,7 +63,7 @@ def export_command(
     files = render(plan)  # before writing: a naming error leaves DIR untouched
     for path in write_files(plan.directory, files):
         print(f"wrote {path}")
-    for warning in env.warnings:
+    for warning in env.warnings + (env.kept if include_env else ()):
         _warn(warning)
     if fmt == "systemd" and not include_env:
         for caveat in systemd_caveats(settings.env_files):

@@ -19,32 +19,51 @@ PORTABLE_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 class EnvValues:
     values: dict[str, str]
     warnings: tuple[str, ...] = ()
+    # References kept as written: they matter only where values are written.
+    kept: tuple[str, ...] = ()
 
 
 def read_env_values(env_files: tuple[Path, ...]) -> EnvValues:
     """Every variable the files set, with the value they give it.
 
-    ``${VAR}`` expands as ``keelrun start`` expands it, but the files' own value
-    wins over the exporting shell's: that shell is not where the app will run.
+    ``${VAR}`` expands as ``keelrun start`` expands it, but only from the files'
+    own variables: the exporting shell is not where the app will run. A
+    reference to a variable the files do not define is kept as written (README
+    "Deploying"), with a warning naming file, line and key.
     """
-    import os
+    from dotenv.variables import Literal, parse_variables
 
     from keelrun import envfile
 
     files = [envfile.read_env_file(p, str(p)) for p in env_files if p.is_file()]
-    merged = envfile.merge(files, os.environ, override=True).env
+    scope: dict[str, str] = {}  # every variable so far, portable or not
     values: dict[str, str] = {}
     warnings: list[str] = []
+    kept: list[str] = []
     for f in files:
         for b in f.bindings:
             if b.value is None:  # a bare `KEY` line sets nothing
                 continue
+            parts: list[str] = []
+            for atom in parse_variables(b.value):
+                if isinstance(atom, Literal):
+                    parts.append(atom.value)
+                elif atom.name in scope:
+                    parts.append(scope[atom.name])
+                else:
+                    default = "" if atom.default is None else f":-{atom.default}"
+                    parts.append(f"${{{atom.name}{default}}}")
+                    kept.append(
+                        f"{f.label}:{b.line}: {b.key} refers to ${{{atom.name}}}, which no"
+                        " .env file defines; kept as written"
+                    )
+            scope[b.key] = "".join(parts)
             if not PORTABLE_NAME.fullmatch(b.key):
                 warnings.append(f"{f.label}:{b.line}: {b.key!r} is not a portable name; left out")
                 continue
             values.pop(b.key, None)  # keep the order in which a later file sets it
-            values[b.key] = merged[b.key]
-    return EnvValues(values, tuple(warnings))
+            values[b.key] = scope[b.key]
+    return EnvValues(values, tuple(warnings), tuple(kept))
 
 
 _EXPORT_PREFIX = re.compile(r"\s*export\s")

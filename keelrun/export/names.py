@@ -1,4 +1,4 @@
-"""The app's name as each target spells it (SPEC 4: ``--app`` or the app root's name).
+"""The app's name as each target spells it (``--app`` or the app root's name).
 
 systemd unit names and supervisord group names keep the case and allow
 ``[A-Za-z0-9_.-]``; Kubernetes object names, labels and container names must be

@@ -7,7 +7,9 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from keelrun.environment import shell_exports
 from keelrun.settings import ProcessTypeSettings, Settings
+from keelrun.supervisor.shellcmd import exec_form
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,14 +35,16 @@ def grace_seconds(t: ProcessTypeSettings) -> int:
 def instance_script(
     t: ProcessTypeSettings, number: str, *, source: str | None = None, check_number: bool = False
 ) -> str:
-    """A POSIX sh script giving one instance keelrun's per-instance environment.
+    """A POSIX sh script that runs one instance as ``keelrun start`` runs it.
 
     ``number`` is a shell-visible token for the instance number (systemd's ``%i``,
-    supervisord's ``%(process_num)d``); PORT follows SPEC 2 (base + N - 1), PS and
-    DYNO name the instance, PYTHONUNBUFFERED defaults to 1. The command then runs
-    as ``/bin/sh -c COMMAND``, exactly as ``keelrun start`` runs it. ``source``
-    is a file of variable assignments to read first. ``check_number`` refuses a
-    non-numeric instance (sh arithmetic would silently read it as 0).
+    supervisord's ``%(process_num)d``); the instance's variables come from the
+    one environment builder. The command then runs as ``/bin/sh -c COMMAND`` in
+    the same exec form as under ``keelrun start``, and the script execs that
+    shell: the app ends up with the pid the platform started, so the platform's
+    stop signal reaches the app itself. ``source`` is a file of variable
+    assignments to read first. ``check_number`` refuses a non-numeric instance
+    (sh arithmetic would silently read it as 0).
     """
     parts = []
     if check_number:
@@ -50,10 +54,6 @@ def instance_script(
         )
     if source is not None:
         parts.append(f". {shlex.quote(source)}")
-    name = f"{t.name}.{number}"
-    parts.append(
-        f"export PORT=$(({t.base_port} + {number} - 1)) PS={name} DYNO={name}"
-        ' PYTHONUNBUFFERED="${PYTHONUNBUFFERED-1}"'
-    )
-    parts.append(f"exec /bin/sh -c {shlex.quote(t.command)}")
+    parts.append(shell_exports(t, number))
+    parts.append(f"exec /bin/sh -c {shlex.quote(exec_form(t.command))}")
     return "; ".join(parts)

@@ -49,7 +49,7 @@ def plain_value(value: str, where: str) -> str:
 
 def env_source_line(key: str, value: str, override: bool) -> str:
     assignment = f"export {key}={shlex.quote(value)}"
-    # Without env_override the environment supervisord gives wins (SPEC 1.2).
+    # Without env_override the environment supervisord gives wins (README "Precedence").
     return assignment if override else f'[ -n "${{{key}+x}}" ] || {assignment}'
 
 

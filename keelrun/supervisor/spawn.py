@@ -93,7 +93,7 @@ def spawn_shell(
 ) -> subprocess.Popen[bytes]:
     """Start `/bin/sh -c command` in a new session (its pid is its pgid).
 
-    A single simple command is exec'd by the shell (see shellcmd.py).
+    The command's last simple command is exec'd when it is a program (shellcmd.py).
     """
     return subprocess.Popen(
         [SHELL, "-c", exec_form(command)],

@@ -12,8 +12,9 @@ from __future__ import annotations
 import signal
 from collections.abc import Callable
 
+from keelrun.environment import instance_env
 from keelrun.loop import Loop, cancel
-from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings, instance_env
+from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings
 from keelrun.supervisor.events import Events
 from keelrun.supervisor.instance import Instance, Intent
 from keelrun.supervisor.kernel import Kernel
