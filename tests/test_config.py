@@ -291,8 +291,8 @@ def test_every_config_error_names_file_and_key(
     p = "pyproject.toml: tool.keelrun"
     assert sorted(errors(root)) == sorted(
         [
-            f"{p}.bogus: unknown key (known: formation, port, timeout, restart, max_restarts, "
-            "log_format, env_files, env_override, socket, processes)",
+            f"{p}.bogus: unknown key (known: env_files, env_override, formation, port, timeout, "
+            "restart, max_restarts, log_format, socket, processes)",
             f'{p}.env_override: expected true or false, got "maybe"',
             f"{p}.timeout: expected a number of seconds >= 0, got -1",
             f'{p}.restart: expected one of on-failure, always, never, got "sometimes"',
