@@ -215,6 +215,20 @@ def _fail(message: str, status: int) -> NoReturn:
     sys.exit(status)
 
 
+def _usage_message(e: click.ClickException, argv: list[str]) -> str:
+    """click's message as one line, after the subcommand it is about (``check: No such ...``)."""
+    from keelrun.errors import one_line
+
+    text = " ".join(part.strip() for part in e.format_message().splitlines() if part.strip())
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None:
+        command = ctx.info_name if ctx.parent is not None else None
+    else:  # some parser errors carry no context: the subcommand is the first word
+        command = next((a for a in argv if not a.startswith("-")), None)
+        command = command if command in cli.commands else None
+    return one_line(f"{command}: {text}" if command else text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error is one line on stderr and a definite status."""
     try:
@@ -224,9 +238,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.ClickException as e:
-        ctx = getattr(e, "ctx", None)
-        where = ctx.command_path if ctx is not None else "keelrun"
-        _fail(f"{where}: {e.format_message()}", 2)
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `keelrun`: the help, as click does
+            sys.stderr.write(e.format_message() + "\n")
+            sys.exit(2)
+        status = 2 if isinstance(e, click.UsageError) else e.exit_code
+        _fail(_usage_message(e, sys.argv[1:] if argv is None else argv), status)
     except KeelrunError as e:
         lines = e.lines() if hasattr(e, "lines") else [str(e)]
         for line in lines[:-1]:
