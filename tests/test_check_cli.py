@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from conftest import REPO, clean_environ, make_app, run_keelrun
 
 PROCFILE = "web: python3 web.py\nrelease: ./migrate\nworker: python3 worker.py --queue=default\n"
@@ -75,3 +76,39 @@ def test_the_demo_app_checks_clean() -> None:
     assert r.returncode == 0, r.stderr
     assert "web     1      5000       python3 web.py" in r.stdout
     assert "release: python3 release.py" in r.stdout
+
+
+def _counts(stdout: str) -> dict[str, str]:
+    rows = stdout.split("TYPE ", 1)[1].splitlines()[1:]
+    return {row.split()[0]: row.split()[1] for row in rows if row.strip() and ":" not in row}
+
+
+@pytest.mark.parametrize(
+    ("flags", "expected"),
+    [
+        (["-m", "web=2", "-m", "worker=3"], {"web": "2", "worker": "3", "clock": "1"}),
+        (["-m", "web=2,worker=3"], {"web": "2", "worker": "3", "clock": "1"}),
+        (["--formation", "web=2", "-c", "worker=3"], {"web": "2", "worker": "3", "clock": "1"}),
+        (["-m", "web=2", "-m", "web=4"], {"web": "4", "worker": "1", "clock": "1"}),
+        # all=N sets the types that no -m names, whichever -m comes first.
+        (["-m", "web=2", "-m", "all=0"], {"web": "2", "worker": "0", "clock": "0"}),
+        (["-m", "all=3", "-m", "clock=0"], {"web": "3", "worker": "3", "clock": "0"}),
+    ],
+)
+def test_repeated_formation_flags_merge_left_to_right(
+    tmp_path: Path, flags: list[str], expected: dict[str, str]
+) -> None:
+    root = make_app(tmp_path, "web: a\nworker: b\nclock: c\n")
+    r = run_keelrun("check", *flags, cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert _counts(r.stdout) == expected
+
+
+def test_repeated_formation_flags_report_every_bad_one(tmp_path: Path) -> None:
+    root = make_app(tmp_path, "web: a\nworker: b\n")
+    r = run_keelrun("check", "-m", "web=x", "-m", "worker=2", "-m", "nope=1", cwd=root)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        'keelrun: --formation: web: expected a count (0 or more), got "x"',
+        'keelrun: --formation: no process type "nope" in the Procfile',
+    ]
