@@ -50,7 +50,7 @@ def test_reports_every_error_and_exits_2(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stdout == ""
     assert r.stderr.splitlines() == [
-        'keelrun: Procfile:2: duplicate process type "web"',
+        'keelrun: Procfile:2: duplicate process type "web" (first defined on line 1)',
         'keelrun: Procfile:3: expected `name: command`, got "worker x"',
         "keelrun: .env:2: cannot parse this line (expected KEY=value)",
         'keelrun: pyproject.toml: tool.keelrun.timeout: expected a number of seconds, got "soon"',
@@ -111,4 +111,38 @@ def test_repeated_formation_flags_report_every_bad_one(tmp_path: Path) -> None:
     assert r.stderr.splitlines() == [
         'keelrun: --formation: web: expected a count (0 or more), got "x"',
         'keelrun: --formation: no process type "nope" in the Procfile',
+    ]
+
+
+def test_a_continued_procfile_line_is_one_error(tmp_path: Path) -> None:
+    procfile = (
+        "web: gunicorn config.wsgi:application \\\n"
+        "    --bind 0.0.0.0:$PORT \\\n"
+        "    --workers 3 \\\n"
+        "    --access-logfile -\n"
+        "worker: celery -A config worker \\\n"
+        "    --loglevel=info\n"
+    )
+    root = make_app(tmp_path, procfile)
+    r = run_keelrun("check", cwd=root)
+    assert r.returncode == 2
+    continues = (
+        "but a Procfile entry is one line: join them into one (or move the command into a script)"
+    )
+    assert r.stderr.splitlines() == [
+        'keelrun: Procfile:1: the command of "web" ends in "\\" and continues on lines 2-4, '
+        + continues,
+        'keelrun: Procfile:5: the command of "worker" ends in "\\" and continues on line 6, '
+        + continues,
+    ]
+
+
+def test_blank_before_the_colon_and_duplicates_say_what_to_do(tmp_path: Path) -> None:
+    root = make_app(tmp_path, "web: a\nworker : b\n\nweb: c\n")
+    r = run_keelrun("check", cwd=root)
+    assert r.returncode == 2
+    assert r.stderr.splitlines() == [
+        'keelrun: Procfile:2: blank between the process type "worker" and ":"; '
+        'remove it ("worker:")',
+        'keelrun: Procfile:4: duplicate process type "web" (first defined on line 1)',
     ]
