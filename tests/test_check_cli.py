@@ -110,7 +110,7 @@ def test_repeated_formation_flags_report_every_bad_one(tmp_path: Path) -> None:
     assert r.returncode == 2
     assert r.stderr.splitlines() == [
         'keelrun: --formation: web: expected a count (0 or more), got "x"',
-        'keelrun: --formation: no process type "nope" in the Procfile',
+        'keelrun: --formation: no process type "nope" in the Procfile (types: web, worker)',
     ]
 
 

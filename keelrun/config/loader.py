@@ -295,9 +295,7 @@ class _Loader:
                 )
                 continue
             if names and name not in names:
-                self.errors.append(
-                    InputError(config.where(*at), f'no process type "{name}" in the Procfile')
-                )
+                self.errors.append(InputError(config.where(*at), _unknown_type(name, names)))
                 continue
             self.check_keys(table, tuple(TYPE_KEYS), at)
             conf: dict[str, Any] = {}
@@ -327,9 +325,7 @@ class _Loader:
                         InputError(where, '"release" runs before the formation, not in it')
                     )
                 elif names and dep not in names:
-                    self.errors.append(
-                        InputError(where, f'no process type "{dep}" in the Procfile')
-                    )
+                    self.errors.append(InputError(where, _unknown_type(dep, names)))
             graph[name] = deps
         cycle = find_cycle(graph)
         if cycle:
@@ -367,11 +363,13 @@ class _Loader:
         known = [n for n in names if n != RELEASE_TYPE]
         for name in self.o.only_types:
             if name not in known and names:
-                self.errors.append(
-                    InputError(
-                        "TYPE", f'no process type "{name}" in the Procfile ({", ".join(known)})'
-                    )
-                )
+                self.errors.append(InputError("TYPE", _unknown_type(name, names)))
+
+
+def _unknown_type(name: str, names: list[str]) -> str:
+    from keelrun.formation import unknown_type
+
+    return unknown_type(name, [n for n in names if n != RELEASE_TYPE])
 
 
 def find_cycle(graph: Mapping[str, tuple[str, ...]]) -> list[str] | None:
