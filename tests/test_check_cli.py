@@ -6,35 +6,53 @@ from pathlib import Path
 
 import pytest
 from conftest import REPO, clean_environ, make_app, run_keelrun
+from support.ports import four_digit_base, free_base, listening
 
 PROCFILE = "web: python3 web.py\nrelease: ./migrate\nworker: python3 worker.py --queue=default\n"
 
 
 def test_prints_the_formation(tmp_path: Path) -> None:
-    root = make_app(tmp_path, PROCFILE, env="A=1\n")
+    base = four_digit_base(3)
+    root = make_app(tmp_path, PROCFILE, env=f"A=1\nPORT={base}\n")
     r = run_keelrun("check", "-m", "web=2,worker=0", cwd=root)
     assert (r.returncode, r.stderr) == (0, "")
     assert r.stdout == (
         "procfile   Procfile\n"
         "env files  .env (environment wins)\n"
         "config     (none)\n"
-        "base port  5000\n"
+        f"base port  {base}\n"
         "\n"
         "TYPE    COUNT  PORTS      COMMAND\n"
-        "web     2      5000-5001  python3 web.py\n"
+        f"web     2      {base}-{base + 1}  python3 web.py\n"
         "worker  0      -          python3 worker.py --queue=default\n"
         "\n"
-        "release: ./migrate\n"
+        f"release: ./migrate  (port {base + 100} is reserved for it: type k gets base + 100·k, "
+        "k counting every type in Procfile order, release too)\n"
     )
+
+
+def test_release_last_or_first(tmp_path: Path) -> None:
+    root = make_app(tmp_path, "release: ./m\nweb: w\n")
+    r = run_keelrun("check", "-p", "7000", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert "web   1      7100   w\n" in r.stdout
+    assert r.stdout.endswith(
+        "\nrelease: ./m  (the base port 7000 is reserved for it: type k gets base + 100·k, "
+        "k counting every type in Procfile order, release too)\n"
+    )
+    (root / "Procfile").write_text("web: w\nrelease: ./m\n")
+    r = run_keelrun("check", "-p", "7000", cwd=root)
+    assert r.stdout.endswith("\nrelease: ./m\n")
 
 
 def test_port_and_app_root_options(tmp_path: Path) -> None:
     root = make_app(tmp_path / "app", "web: a\n", keelrun_toml="[processes.web]\ncount = 3\n")
-    r = run_keelrun("check", "-d", "app", "-p", "8000", "--env-override", cwd=tmp_path)
-    assert r.returncode == 0, r.stderr
+    base = four_digit_base(1, 3)
+    r = run_keelrun("check", "-d", "app", "-p", str(base), "--env-override", cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (0, "")
     assert "config     app/keelrun.toml\n" in r.stdout
     assert "env files  (none) (files win)\n" in r.stdout
-    assert "web   3      8000-8002  a\n" in r.stdout
+    assert f"web   3      {base}-{base + 2}  a\n" in r.stdout
     assert root.is_dir()
 
 
@@ -145,4 +163,19 @@ def test_blank_before_the_colon_and_duplicates_say_what_to_do(tmp_path: Path) ->
         'keelrun: Procfile:2: blank between the process type "worker" and ":"; '
         'remove it ("worker:")',
         'keelrun: Procfile:4: duplicate process type "web" (first defined on line 1)',
+    ]
+
+
+def test_check_warns_of_shared_and_taken_ports(tmp_path: Path) -> None:
+    base = free_base(3)
+    root = make_app(tmp_path, "web: a\nworker: b\nclock: c\n")
+    with listening("0.0.0.0", base + 200):
+        r = run_keelrun("check", "-p", str(base), "-m", "web=102", cwd=root)
+    assert r.returncode == 0, r.stderr
+    assert f"web     102    {base}-{base + 101}" in r.stdout
+    assert r.stderr.splitlines() == [
+        f"keelrun: warning: web.101 and worker.1 both get port {base + 100}: type k's ports "
+        "start at base + 100·k, so more than 100 instances of a type reach the next type's ports",
+        f"keelrun: warning: port {base + 200} of clock.1 is already in use "
+        f"(another process listens on 0.0.0.0:{base + 200})",
     ]

@@ -30,6 +30,7 @@ class Loaded(NamedTuple):
     procfile_label: str
     config_label: str | None  # "pyproject.toml [tool.keelrun]", "keelrun.toml" or None
     env_labels: tuple[str, ...]
+    count_sources: dict[str, str]  # type -> the source that set its count, when one did
 
 
 def load_settings(
@@ -75,6 +76,7 @@ class _Loader:
         self.config: ConfigFile | None = None
         self.root = Path.cwd()
         self.values: dict[str, Any] = {}
+        self.count_sources: dict[str, str] = {}
 
     def attempt(self, fn: Callable[..., T], *args: Any, default: T) -> T:
         try:
@@ -193,6 +195,7 @@ class _Loader:
             procfile_label,
             self.config.describe() if self.config else None,
             tuple(f.label for f in env_files),
+            self.count_sources,
         )
 
     # -- pieces
@@ -333,10 +336,12 @@ class _Loader:
             self.errors.append(InputError(where, "dependency cycle " + " -> ".join(cycle)))
 
     def counts(self, names: list[str], per_type: dict[str, dict[str, Any]]) -> dict[str, int]:
-        from keelrun.formation import apply_formation
-
         types = [n for n in names if n != RELEASE_TYPE]
         counts = {n: per_type.get(n, {}).get("count", 1) for n in types}
+        if self.config is not None:
+            for n in types:
+                if "count" in per_type.get(n, {}):
+                    self.count_sources[n] = self.config.where("processes", n, "count")
         # Lowest source first, so that a higher one's named types win.
         opt = BY_NAME["formation"]
         layers: list[tuple[object, str]] = []
@@ -347,17 +352,28 @@ class _Loader:
         for value, where in layers:
             formation = self.attempt(to_formation, value, where, default=None)
             if formation is not None and names:
-                counts = self.attempt(
-                    apply_formation, counts, formation, where, types, default=counts
-                )
+                counts = self.apply(counts, formation, where, types)
         # Repeated -m merge, left to right, into one formation: `-m web=2 -m worker=3`
         # is `-m web=2,worker=3`, and an `all=N` sets the types no -m names.
         merged: dict[str, int] = {}
         for value in self.o.given.get("formation", ()):
             merged.update(self.attempt(to_formation, value, opt.flag, default={}))
         if merged and names:
-            counts = self.attempt(apply_formation, counts, merged, opt.flag, types, default=counts)
+            counts = self.apply(counts, merged, opt.flag, types)
         return counts
+
+    def apply(
+        self, counts: dict[str, int], formation: dict[str, int], where: str, types: list[str]
+    ) -> dict[str, int]:
+        """``apply_formation``, noting which types ``where`` set (for messages)."""
+        from keelrun.formation import ALL, apply_formation
+
+        result = self.attempt(apply_formation, counts, formation, where, types, default=counts)
+        if result is not counts:
+            for name in types:
+                if name in formation or ALL in formation:
+                    self.count_sources[name] = where
+        return result
 
     def check_only_types(self, names: list[str]) -> None:
         known = [n for n in names if n != RELEASE_TYPE]
