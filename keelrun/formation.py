@@ -22,29 +22,48 @@ def parse_formation(text: str, where: str) -> dict[str, int]:
     Blanks around items are allowed; an empty text is an empty formation.
     Raises InputErrors listing every bad item.
     """
-    counts: dict[str, int] = {}
+    items = [] if not text.strip() else [part.strip() for part in text.split(",")]
+    return {name: n for name, _op, n in _parse_items(items, where, relative=False)}
+
+
+def parse_scale(changes: Iterable[str], where: str) -> list[tuple[str, str, int]]:
+    """``["web=2", "worker=+1", "clock=-1"]`` -> ``[("web", "=", 2), ("worker", "+", 1), ...]``.
+
+    The op is ``=`` (absolute), ``+`` or ``-`` (relative). Names are checked
+    for shape only: whether a type exists is the running formation's business.
+    """
+    return _parse_items(changes, where, relative=True)
+
+
+def _parse_items(items: Iterable[str], where: str, relative: bool) -> list[tuple[str, str, int]]:
+    """``TYPE=N`` items (and ``TYPE=+N``, ``TYPE=-N`` when ``relative``): one reading for
+    -m and scale; every bad item is reported."""
+    result: list[tuple[str, str, int]] = []
     errors: list[InputError] = []
-    for item in (part.strip() for part in text.split(",")):
-        if not item and not text.strip():
-            continue
-        name, eq, number = (s.strip() for s in item.partition("="))
+    seen: set[str] = set()
+    for item in items:
+        name, eq, value = (s.strip() for s in item.partition("="))
+        op = "="
+        if relative and value[:1] in ("+", "-"):
+            op, value = value[0], value[1:].strip()
+        # scale quotes the whole item, -m the count (their messages predate this reading)
+        got = item if relative else value
         if not eq or NAME.fullmatch(name) is None:
-            errors.append(InputError(where, f'expected TYPE=COUNT, got "{item}"'))
-        elif not number.isdigit() or not number.isascii():
-            errors.append(
-                InputError(where, f'{name}: expected a count (0 or more), got "{number}"')
-            )
-        elif len(number) > 6 or int(number) > MAX_COUNT:
-            errors.append(
-                InputError(where, f'{name}: at most {MAX_COUNT} instances, got "{number}"')
-            )
-        elif name in counts:
+            shape = "TYPE=N, TYPE=+N or TYPE=-N" if relative else "TYPE=COUNT"
+            errors.append(InputError(where, f'expected {shape}, got "{item}"'))
+        elif not value.isdigit() or not value.isascii():
+            count = "a count" if relative else "a count (0 or more)"
+            errors.append(InputError(where, f'{name}: expected {count}, got "{got}"'))
+        elif len(value) > 6 or int(value) > MAX_COUNT:
+            errors.append(InputError(where, f'{name}: at most {MAX_COUNT} instances, got "{got}"'))
+        elif name in seen:
             errors.append(InputError(where, f'type "{name}" given twice'))
         else:
-            counts[name] = int(number)
+            seen.add(name)
+            result.append((name, op, int(value)))
     if errors:
         raise InputErrors(errors)
-    return counts
+    return result
 
 
 def apply_formation(
@@ -111,37 +130,6 @@ def check_types(settings: Settings, names: Iterable[str], where: str = "TYPE") -
             errors.append(InputError(where, unknown_type(name, known)))
     if errors:
         raise InputErrors(errors)
-
-
-def parse_scale(changes: Iterable[str], where: str) -> list[tuple[str, str, int]]:
-    """``["web=2", "worker=+1", "clock=-1"]`` -> ``[("web", "=", 2), ("worker", "+", 1), ...]``.
-
-    The op is ``=`` (absolute), ``+`` or ``-`` (relative). Names are checked
-    for shape only: whether a type exists is the running formation's business.
-    """
-    result: list[tuple[str, str, int]] = []
-    errors: list[InputError] = []
-    seen: set[str] = set()
-    for change in changes:
-        name, eq, value = (s.strip() for s in change.partition("="))
-        op = "="
-        if value[:1] in ("+", "-"):
-            op, value = value[0], value[1:].strip()
-        if not eq or NAME.fullmatch(name) is None:
-            errors.append(InputError(where, f'expected TYPE=N, TYPE=+N or TYPE=-N, got "{change}"'))
-        elif not value.isdigit() or not value.isascii():
-            errors.append(InputError(where, f'{name}: expected a count, got "{change}"'))
-        elif len(value) > 6 or int(value) > MAX_COUNT:
-            message = f'{name}: at most {MAX_COUNT} instances, got "{change}"'
-            errors.append(InputError(where, message))
-        elif name in seen:
-            errors.append(InputError(where, f'type "{name}" given twice'))
-        else:
-            seen.add(name)
-            result.append((name, op, int(value)))
-    if errors:
-        raise InputErrors(errors)
-    return result
 
 
 def port_range(first: int, count: int) -> str:
