@@ -9,7 +9,6 @@ one of keelrun's own children's. Elsewhere a connect to 127.0.0.1 tells
 from __future__ import annotations
 
 import os
-import socket
 from collections.abc import Collection, Iterable
 
 LISTEN = "0A"  # TCP_LISTEN in /proc/net/tcp's "st" column
@@ -58,6 +57,8 @@ def listening(ports: Collection[int], proc: str = "/proc") -> dict[int, list[tup
 
 
 def _accepts(port: int) -> bool:
+    import socket  # only where there is no /proc: no import cost for `check` on Linux
+
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
