@@ -139,39 +139,7 @@ class _Loader:
         names = [e.name for e in entries]
         per_type = self.per_type(names)
         counts = self.counts(names, per_type)
-        inherited = {k: self.value(t.inherit) for k, t in TYPE_KEYS.items() if t.inherit}
-        max_restarts = self.value("max_restarts")
-
-        types: list[ProcessTypeSettings] = []
-        release: ProcessTypeSettings | None = None
-        for index, entry in enumerate(entries):
-            conf = per_type.get(entry.name, {})
-            values = {
-                key: conf[key] if key in conf else inherited.get(key, spec.default)
-                for key, spec in TYPE_KEYS.items()
-            }
-            values["count"] = counts.get(entry.name, 1)
-            t = ProcessTypeSettings(
-                name=entry.name,
-                command=entry.command,
-                index=index,
-                base_port=port + 100 * index,
-                max_restarts=max_restarts,
-                **values,
-            )
-            if entry.name == RELEASE_TYPE:
-                release = t
-            else:
-                types.append(t)
-                last = t.port_of(max(t.count, 1))
-                if last > MAX_PORT:
-                    self.errors.append(
-                        InputError(
-                            procfile_label,
-                            f'type "{t.name}" would get port {last}, above {MAX_PORT} '
-                            f"(base port {port})",
-                        )
-                    )
+        types, release = self.build_types(entries, per_type, counts, port, procfile_label)
         if self.o.only_types:
             self.check_only_types(names)
         if self.errors:
@@ -199,6 +167,50 @@ class _Loader:
         )
 
     # -- pieces
+
+    def build_types(
+        self,
+        entries: list[Any],
+        per_type: dict[str, dict[str, Any]],
+        counts: dict[str, int],
+        port: int,
+        procfile_label: str,
+    ) -> tuple[list[ProcessTypeSettings], ProcessTypeSettings | None]:
+        """Every type's settings: its config table, else the option it inherits, else
+        the default of its key (keelrun/config/options.py TYPE_KEYS)."""
+        inherited = {k: self.value(t.inherit) for k, t in TYPE_KEYS.items() if t.inherit}
+        max_restarts = self.value("max_restarts")
+        types: list[ProcessTypeSettings] = []
+        release: ProcessTypeSettings | None = None
+        for index, entry in enumerate(entries):
+            conf = per_type.get(entry.name, {})
+            values = {
+                key: conf[key] if key in conf else inherited.get(key, spec.default)
+                for key, spec in TYPE_KEYS.items()
+            }
+            values["count"] = counts.get(entry.name, 1)
+            t = ProcessTypeSettings(
+                name=entry.name,
+                command=entry.command,
+                index=index,
+                base_port=port + 100 * index,
+                max_restarts=max_restarts,
+                **values,
+            )
+            if entry.name == RELEASE_TYPE:
+                release = t
+                continue
+            types.append(t)
+            last = t.port_of(max(t.count, 1))
+            if last > MAX_PORT:
+                self.errors.append(
+                    InputError(
+                        procfile_label,
+                        f'type "{t.name}" would get port {last}, above {MAX_PORT} '
+                        f"(base port {port})",
+                    )
+                )
+        return types, release
 
     def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], at: tuple[str, ...]):
         assert self.config is not None
@@ -256,19 +268,17 @@ class _Loader:
     def base_port(self, merged: Any) -> int:
         """-p, KEELRUN_PORT, then PORT of the environment and .env, then config ``port``."""
         picked = self.pick(BY_NAME["port"])
-        from_config = picked is not None and self.config is not None
-        if from_config and picked.where == self.config.where("port"):  # type: ignore[union-attr]
-            picked, config_port = None, picked
-        else:
-            config_port = None
-        if picked is not None:
+        if picked is not None and picked.where != self.config_where("port"):
             return self.attempt(to_port, picked.value, picked.where, default=DEFAULT_PORT)
         if "PORT" in merged.env and merged.env["PORT"].strip():
             where = f"{merged.sources.get('PORT', 'environment')}: PORT"
             return self.attempt(to_port, merged.env["PORT"], where, default=DEFAULT_PORT)
-        if config_port is not None:
-            return self.attempt(to_port, config_port.value, config_port.where, default=DEFAULT_PORT)
+        if picked is not None:
+            return self.attempt(to_port, picked.value, picked.where, default=DEFAULT_PORT)
         return DEFAULT_PORT
+
+    def config_where(self, key: str) -> str | None:
+        return self.config.where(key) if self.config else None
 
     def socket(self) -> Path:
         opt = BY_NAME["socket"]
