@@ -1,19 +1,24 @@
 """The command line: option parsing only; every command's work lives in its own module.
 
 Imports are lazy: `keelrun start` must have spawned its first process within
-300 ms, so nothing is imported here that a command does not need.
+300 ms, so nothing is imported here that a command does not need, beyond the
+option declarations (keelrun/config/options.py) that the click options are
+made from.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from keelrun import __version__
 from keelrun.errors import KeelrunError
+
+if TYPE_CHECKING:
+    from keelrun.config.options import Option
 
 F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
@@ -32,17 +37,17 @@ def _options(command: str) -> Callable[[F], F]:
     return decorate
 
 
-def _click_option(opt: Any) -> Callable[[F], F]:
+def _click_option(opt: Option) -> Callable[[F], F]:
+    # default None (or () when repeatable): "not given", so that the loader
+    # falls through to KEELRUN_ variables and the config file.
     kw: dict[str, Any] = {"help": opt.help, "default": None}
     if opt.kind == "flag":
         kw["is_flag"] = True
-    elif opt.kind == "switch":
-        pass  # "--x/--no-x": click reads the pair from the spelling
-    else:
+    elif opt.kind in ("value", "multiple"):
         kw["metavar"] = opt.metavar
-        kw["multiple"] = opt.kind == "multiple"
-        if kw["multiple"]:
-            kw["default"] = ()
+        if opt.kind == "multiple":
+            kw.update(multiple=True, default=())
+    # a "switch" is spelled "--x/--no-x": click reads both flags from it
     return click.option(*opt.flags, opt.name, **kw)
 
 

@@ -3,10 +3,17 @@
 An ``Option`` is the one place that spells a setting: its flags (cli.py makes
 the click options from it), its ``KEELRUN_`` variable and config key (the
 loader reads them by the precedence in README "Precedence"), its checker,
-default and help. Adding an option is one declaration here plus, when
-``setting`` is true, the field of the same name in ``keelrun.settings.Settings``;
-adding a per-type key is one ``TYPE_KEYS`` entry plus the field of the same
-name in ``ProcessTypeSettings``.
+default and help. To add one:
+
+- an option: one ``Option`` here and, with ``setting=True``, the field of the
+  same name in ``keelrun.settings.Settings`` (the loader fills it);
+- a per-type key: one ``TYPE_KEYS`` entry and the field of the same name in
+  ``ProcessTypeSettings``; ``inherit`` makes a top-level option its default;
+- a flag that sets a per-type key for the types it names (``--tty TYPE``):
+  the ``Option`` (``config=False``) and a few lines in ``loader.build_types``.
+
+tests/test_options.py then wants a rejected value of the new option in BAD,
+and the README's config example and variable list must name it.
 """
 
 from __future__ import annotations
