@@ -1,74 +1,54 @@
 """The command line: option parsing only; every command's work lives in its own module.
 
 Imports are lazy: `keelrun start` must have spawned its first process within
-300 ms, so nothing is imported here that a command does not need.
+300 ms, so nothing is imported here that a command does not need, beyond the
+option declarations (keelrun/config/options.py) that the click options are
+made from.
 """
 
 from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn, TypeVar
 
 import click
 
 from keelrun import __version__
 from keelrun.errors import KeelrunError
 
+if TYPE_CHECKING:
+    from keelrun.config.options import Option
+
+F = TypeVar("F", bound=Callable[..., Any])
 CONTEXT = {"help_option_names": ["-h", "--help"], "max_content_width": 100}
 
 
-def _input_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    """Options that select and read the app's inputs (Procfile, .env, config)."""
-    for opt in reversed(
-        [
-            click.option("-f", "--procfile", metavar="PATH", help="Procfile to use."),
-            click.option(
-                "-d", "--app-root", metavar="DIR", help="App root (default: current directory)."
-            ),
-            click.option(
-                "-e",
-                "--env",
-                "env_files",
-                metavar="FILE",
-                multiple=True,
-                help="Env file (repeatable or comma-separated); replaces the default .env.",
-            ),
-            click.option(
-                "--env-override/--no-env-override",
-                default=None,
-                help="Let .env files win over the real environment (as honcho does).",
-            ),
-        ]
-    ):
-        f = opt(f)
-    return f
+def _options(command: str) -> Callable[[F], F]:
+    """The click options of ``command``, made from the declarations in keelrun/config/options.py."""
+    from keelrun.config.options import OPTIONS
+
+    def decorate(f: F) -> F:
+        for opt in reversed(OPTIONS):
+            if command in opt.commands:
+                f = _click_option(opt)(f)
+        return f
+
+    return decorate
 
 
-def _formation_options(f: Callable[..., Any]) -> Callable[..., Any]:
-    for opt in reversed(
-        [
-            click.option(
-                "-m",
-                "-c",
-                "--formation",
-                "--concurrency",
-                "formation",
-                metavar="SPEC",
-                help="Instances per type, e.g. web=2,worker=0,all=1.",
-            ),
-            click.option("-p", "--port", metavar="N", help="Base port (default: $PORT or 5000)."),
-        ]
-    ):
-        f = opt(f)
-    return f
-
-
-def _socket_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    f = click.option(
-        "--socket", metavar="PATH", help="Control socket (default: <app-root>/.keelrun.sock)."
-    )(f)
-    return click.option("-d", "--app-root", metavar="DIR", help="App root of the instance.")(f)
+def _click_option(opt: Option) -> Callable[[F], F]:
+    # default None (or () when repeatable): "not given", so that the loader
+    # falls through to KEELRUN_ variables and the config file.
+    kw: dict[str, Any] = {"help": opt.help, "default": None}
+    if opt.kind == "flag":
+        kw["is_flag"] = True
+    elif opt.kind in ("value", "multiple"):
+        kw["metavar"] = opt.metavar
+        if opt.kind == "multiple":
+            kw.update(multiple=True, default=())
+    # a "switch" is spelled "--x/--no-x": click reads both flags from it
+    return click.option(*opt.flags, opt.name, **kw)
 
 
 def _overrides(**kw: Any) -> Any:
@@ -88,16 +68,7 @@ def cli() -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("types", nargs=-1, metavar="[TYPE]...")
-@_input_options
-@_formation_options
-@click.option("-t", "--timeout", metavar="SECONDS", help="Grace before SIGKILL (default 5).")
-@click.option("--restart", metavar="POLICY", help="on-failure (default), always or never.")
-@click.option("--max-restarts", metavar="N", help="Failed starts in a row before giving up.")
-@click.option("--log-format", metavar="FORMAT", help="text (default) or json.")
-@click.option("--color/--no-color", default=None, help="Colour the prefixes (default: on a tty).")
-@click.option("--no-timestamp", is_flag=True, default=None, help="Leave out the time.")
-@click.option("--no-prefix", is_flag=True, default=None, help="Leave out time and name.")
-@click.option("--socket", metavar="PATH", help="Control socket path.")
+@_options("start")
 @click.option("--release", "run_release", is_flag=True, help="Run the release type first.")
 def start(types: tuple[str, ...], run_release: bool, **kw: Any) -> None:
     """Start the formation (every type, or the TYPEs named) and supervise it."""
@@ -107,8 +78,7 @@ def start(types: tuple[str, ...], run_release: bool, **kw: Any) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@_input_options
-@click.option("-p", "--port", metavar="N", help="Base port.")
+@_options("release")
 def release(**kw: Any) -> None:
     """Run the Procfile's release type alone, to completion."""
     from keelrun.start import release_command
@@ -117,8 +87,7 @@ def release(**kw: Any) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@_input_options
-@_formation_options
+@_options("check")
 def check(**kw: Any) -> None:
     """Validate Procfile, .env files and config; print the formation."""
     from keelrun.check import check_command
@@ -134,8 +103,7 @@ def check(**kw: Any) -> None:
         "allow_interspersed_args": False,
     }
 )
-@_input_options
-@click.option("-p", "--port", metavar="N", help="Base port ($PORT of the command).")
+@_options("run")
 @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
 def run(command: tuple[str, ...], **kw: Any) -> None:
     """Run one COMMAND in the app's environment (interactive, signals forwarded)."""
@@ -149,11 +117,7 @@ def run(command: tuple[str, ...], **kw: Any) -> None:
     "fmt", metavar="FORMAT", type=click.Choice(["systemd", "supervisord", "kubernetes"])
 )
 @click.argument("directory", metavar="DIR")
-@_input_options
-@_formation_options
-@click.option("-t", "--timeout", metavar="SECONDS", help="Grace before SIGKILL.")
-@click.option("--restart", metavar="POLICY", help="on-failure (default), always or never.")
-@click.option("--max-restarts", metavar="N", help="Failed starts in a row before giving up.")
+@_options("export")
 @click.option("--app", "app_name", metavar="NAME", help="App name (default: app root's name).")
 @click.option("--image", metavar="IMAGE", help="Container image (kubernetes).")
 @click.option("--include-env", is_flag=True, help="Write .env values into the output.")
@@ -180,7 +144,7 @@ def export(
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("changes", nargs=-1, required=True, metavar="TYPE=N|+N|-N...")
-@_socket_option
+@_options("scale")
 def scale(changes: tuple[str, ...], app_root: str | None, socket: str | None) -> None:
     """Scale process types of the running instance: web=2 worker=+1 clock=0."""
     from keelrun.control.client import scale_command
@@ -190,7 +154,7 @@ def scale(changes: tuple[str, ...], app_root: str | None, socket: str | None) ->
 
 @cli.command(context_settings=CONTEXT)
 @click.option("--json", "as_json", is_flag=True, help="One JSON array, for scripts.")
-@_socket_option
+@_options("ps")
 def ps(as_json: bool, app_root: str | None, socket: str | None) -> None:
     """List the instances of the running formation."""
     from keelrun.control.client import ps_command
@@ -200,7 +164,7 @@ def ps(as_json: bool, app_root: str | None, socket: str | None) -> None:
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("names", nargs=-1, metavar="[NAME]...")
-@_socket_option
+@_options("stop")
 def stop(names: tuple[str, ...], app_root: str | None, socket: str | None) -> None:
     """Stop the named instances or types (they stay stopped); no NAME: stop keelrun."""
     from keelrun.control.client import stop_command
@@ -210,7 +174,7 @@ def stop(names: tuple[str, ...], app_root: str | None, socket: str | None) -> No
 
 @cli.command(context_settings=CONTEXT)
 @click.argument("names", nargs=-1, metavar="[NAME]...")
-@_socket_option
+@_options("restart")
 def restart(names: tuple[str, ...], app_root: str | None, socket: str | None) -> None:
     """Stop gracefully and start again the named instances (no NAME: all)."""
     from keelrun.control.client import restart_command
@@ -221,7 +185,7 @@ def restart(names: tuple[str, ...], app_root: str | None, socket: str | None) ->
 @cli.command("signal", context_settings=CONTEXT)
 @click.argument("sig", metavar="SIG")
 @click.argument("names", nargs=-1, required=True, metavar="NAME...")
-@_socket_option
+@_options("signal")
 def signal_(sig: str, names: tuple[str, ...], app_root: str | None, socket: str | None) -> None:
     """Send signal SIG (TERM, SIGTERM or a number) to the named process groups."""
     from keelrun.control.client import signal_command
@@ -233,11 +197,7 @@ def signal_(sig: str, names: tuple[str, ...], app_root: str | None, socket: str 
 @click.argument("names", nargs=-1, metavar="[NAME]...")
 @click.option("-f", "--follow", is_flag=True, help="Keep printing new lines.")
 @click.option("-n", "--lines", "count", metavar="N", default="100", help="Lines of history.")
-@click.option("--log-format", metavar="FORMAT", help="text (default) or json.")
-@click.option("--color/--no-color", default=None, help="Colour the prefixes.")
-@click.option("--no-timestamp", is_flag=True, help="Leave out the time.")
-@click.option("--no-prefix", is_flag=True, help="Leave out time and name.")
-@_socket_option
+@_options("logs")
 def logs(names: tuple[str, ...], **kw: Any) -> None:
     """Print the last lines of the named instances (default all), then follow with -f."""
     from keelrun.control.client import logs_command
@@ -246,7 +206,7 @@ def logs(names: tuple[str, ...], **kw: Any) -> None:
 
 
 @cli.command(context_settings=CONTEXT)
-@_socket_option
+@_options("reload")
 def reload(app_root: str | None, socket: str | None) -> None:
     """Re-read Procfile, .env and config; restart only what changed."""
     from keelrun.control.client import reload_command
@@ -260,6 +220,20 @@ def _fail(message: str, status: int) -> NoReturn:
     sys.exit(status)
 
 
+def _usage_message(e: click.ClickException, argv: list[str]) -> str:
+    """click's message as one line, after the subcommand it is about (``check: No such ...``)."""
+    from keelrun.errors import one_line
+
+    text = " ".join(part.strip() for part in e.format_message().splitlines() if part.strip())
+    ctx = getattr(e, "ctx", None)
+    if ctx is not None:
+        command = ctx.info_name if ctx.parent is not None else None
+    else:  # some parser errors carry no context: the subcommand is the first word
+        command = next((a for a in argv if not a.startswith("-")), None)
+        command = command if command in cli.commands else None
+    return one_line(f"{command}: {text}" if command else text)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error is one line on stderr and a definite status."""
     try:
@@ -269,9 +243,11 @@ def main(argv: list[str] | None = None) -> None:
     except click.exceptions.Abort:
         _fail("aborted", 130)
     except click.ClickException as e:
-        ctx = getattr(e, "ctx", None)
-        where = ctx.command_path if ctx is not None else "keelrun"
-        _fail(f"{where}: {e.format_message()}", 2)
+        if type(e).__name__ == "NoArgsIsHelpError":  # bare `keelrun`: the help, as click does
+            sys.stderr.write(e.format_message() + "\n")
+            sys.exit(2)
+        status = 2 if isinstance(e, click.UsageError) else e.exit_code
+        _fail(_usage_message(e, sys.argv[1:] if argv is None else argv), status)
     except KeelrunError as e:
         lines = e.lines() if hasattr(e, "lines") else [str(e)]
         for line in lines[:-1]:

@@ -40,23 +40,59 @@ def parse_procfile_partial(text: str, path: str) -> tuple[list[ProcfileEntry], l
     entries: list[ProcfileEntry] = []
     errors: list[InputError] = []
     first_line: dict[str, int] = {}
+    # A line ending in "\\" followed by lines that are no entry of their own is a
+    # shell line continuation: one error at the line that ends in "\\", none for
+    # the lines that continue it. Before a valid entry, a blank line or the end,
+    # that line is honcho's (name, command) pair like any other.
+    open_: tuple[int, str | None] | None = None  # the previous line ended in "\\"
+    continuation: list[int] = []  # the lines that continued it
+
+    def close() -> None:
+        if continuation:
+            assert open_ is not None
+            errors.append(_continuation_error(path, *open_, continuation))
+            continuation.clear()
+
     for number, line in enumerate(text.removeprefix("\ufeff").splitlines(), start=1):
         stripped = line.strip()
         if not stripped or stripped.startswith("#"):
+            close()
+            open_ = None
             continue
         try:
             name, command = _parse_line(line)
         except ValueError as e:
+            if open_ is not None:
+                continuation.append(number)
+                if not stripped.endswith("\\"):
+                    close()
+                    open_ = None
+                continue
             errors.append(InputError(f"{path}:{number}", str(e)))
+            open_ = (number, None) if stripped.endswith("\\") else None
             continue
+        close()
+        open_ = (number, name) if stripped.endswith("\\") else None
         if name in first_line:
-            errors.append(InputError(f"{path}:{number}", f'duplicate process type "{name}"'))
+            message = f'duplicate process type "{name}" (first defined on line {first_line[name]})'
+            errors.append(InputError(f"{path}:{number}", message))
             continue
         first_line[name] = number
         entries.append(ProcfileEntry(name, command, number))
+    close()
     if not entries and not errors:
         errors.append(InputError(path, "no process type defined (expected lines `name: command`)"))
     return entries, errors
+
+
+def _continuation_error(path: str, line: int, name: str | None, lines: list[int]) -> InputError:
+    what = f'the command of "{name}"' if name else "this line"
+    where = f"line {lines[0]}" if len(lines) == 1 else f"lines {lines[0]}-{lines[-1]}"
+    return InputError(
+        f"{path}:{line}",
+        f'{what} ends in "\\" and continues on {where}, but a Procfile entry is one line: '
+        "join them into one (or move the command into a script)",
+    )
 
 
 def _parse_line(line: str) -> tuple[str, str]:
@@ -69,6 +105,11 @@ def _parse_line(line: str) -> tuple[str, str]:
     if not name:
         raise ValueError('missing process type name before ":"')
     if NAME.fullmatch(name) is None:
+        if NAME.fullmatch(name.rstrip()):
+            raise ValueError(
+                f'blank between the process type "{name.rstrip()}" and ":"; '
+                f'remove it ("{name.rstrip()}:")'
+            )
         raise ValueError(
             f"invalid process type name {_show(name)} (letters, digits, '_' and '-' only)"
         )

@@ -12,6 +12,7 @@ import os
 import signal
 import sys
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from keelrun.config import Overrides
@@ -53,9 +54,10 @@ def start_command(overrides: Overrides, run_release: bool = False) -> int:
 
     lifeline = Lifeline()
     try:
-        from keelrun.config import load_settings
+        from keelrun.config import inspect
 
-        settings = load_settings(overrides)
+        loaded = inspect(overrides)
+        settings = loaded.settings
         counts = _counts(settings, overrides.only_types)
         if run_release and settings.release is None:
             from keelrun.errors import InputError
@@ -64,7 +66,13 @@ def start_command(overrides: Overrides, run_release: bool = False) -> int:
     except BaseException:
         lifeline.close()
         raise
-    return _supervise(settings, counts, lifeline, run_release=run_release, overrides=overrides)
+
+    def warn() -> None:  # shared or taken ports, types that run nothing (keelrun/preflight.py)
+        from keelrun.preflight import warn_at_start
+
+        warn_at_start(settings, counts, overrides.only_types, loaded.count_sources)
+
+    return _supervise(settings, counts, lifeline, run_release, overrides, after_spawn=warn)
 
 
 def release_command(overrides: Overrides) -> int:
@@ -90,6 +98,7 @@ def _supervise(
     lifeline: Lifeline,
     run_release: bool,
     overrides: Overrides | None = None,
+    after_spawn: Callable[[], None] | None = None,
 ) -> int:
     """Run the formation (counts None: the release phase alone) and return the exit status."""
     try:
@@ -151,6 +160,8 @@ def _supervise(
                 socket=str(server.address),
             )
         sup.reap()  # a child may have died before the handler was in place
+        if after_spawn is not None:
+            loop.when_idle(after_spawn, at_most=0.2)
         loop.run()
 
     if server is not None:

@@ -292,8 +292,8 @@ def test_every_config_error_names_file_and_key(
     p = "pyproject.toml: tool.keelrun"
     assert sorted(errors(root)) == sorted(
         [
-            f"{p}.bogus: unknown key (known: formation, port, timeout, restart, max_restarts, "
-            "log_format, env_files, env_override, socket, processes)",
+            f"{p}.bogus: unknown key (known: env_files, env_override, formation, port, timeout, "
+            "restart, max_restarts, log_format, socket, processes)",
             f'{p}.env_override: expected true or false, got "maybe"',
             f"{p}.timeout: expected a number of seconds >= 0, got -1",
             f'{p}.restart: expected one of on-failure, always, never, got "sometimes"',
@@ -308,9 +308,11 @@ def test_every_config_error_names_file_and_key(
             f"{p}.processes.web.ready: invalid regular expression: missing ), unterminated "
             "subpattern at position 0",
             f"{p}.processes.web.ready_timeout: expected a number of seconds > 0, got 0",
-            f'{p}.processes.ghost: no process type "ghost" in the Procfile',
+            f'{p}.processes.ghost: no process type "ghost" in the Procfile '
+            "(types: web, worker, clock)",
             f"{p}.processes.release.count: release is not part of the formation",
-            f'{p}.processes.web.depends_on: no process type "nope" in the Procfile',
+            f'{p}.processes.web.depends_on: no process type "nope" in the Procfile '
+            "(types: web, worker, clock)",
             f'{p}.processes.web.depends_on: "release" runs before the formation, not in it',
             f"{p}.formation.web: expected an integer 0-10000, got -1",
         ]
@@ -354,11 +356,25 @@ def test_invalid_toml_names_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
             'KEELRUN_ENV_OVERRIDE: expected true or false, got "perhaps"',
         ),
         ({"formation": "web=x"}, {}, '--formation: web: expected a count (0 or more), got "x"'),
-        ({"formation": "nope=1"}, {}, '--formation: no process type "nope" in the Procfile'),
+        (
+            {"formation": "nope=1"},
+            {},
+            '--formation: no process type "nope" in the Procfile (types: web, worker, clock)',
+        ),
+        (
+            {"formation": "wbe=1"},
+            {},
+            '--formation: no process type "wbe" in the Procfile; did you mean "web"?',
+        ),
         (
             {"only_types": ("nope",)},
             {},
-            'TYPE: no process type "nope" in the Procfile (web, worker, clock)',
+            'TYPE: no process type "nope" in the Procfile (types: web, worker, clock)',
+        ),
+        (
+            {"only_types": ("wbe",)},
+            {},
+            'TYPE: no process type "wbe" in the Procfile; did you mean "web"?',
         ),
         ({"port": "65400", "formation": "clock=1"}, {}, None),
     ],
@@ -391,7 +407,7 @@ def test_errors_from_every_source_together(tmp_path: Path, monkeypatch: pytest.M
     root = make_app(tmp_path, "web: a\nweb: b\n", env="oops here\n", keelrun_toml="timeout = 'x'\n")
     monkeypatch.chdir(root)
     assert errors(root, port="p") == [
-        'Procfile:2: duplicate process type "web"',
+        'Procfile:2: duplicate process type "web" (first defined on line 1)',
         ".env:1: cannot parse this line (expected KEY=value)",
         'keelrun.toml: timeout: expected a number of seconds, got "x"',
         '--port: expected an integer, got "p"',

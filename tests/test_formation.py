@@ -13,11 +13,14 @@ from hypothesis import strategies as st
 
 from keelrun.errors import InputErrors
 from keelrun.formation import (
+    PortOverlap,
     apply_formation,
     expand,
     parse_formation,
     parse_scale,
+    port_overlaps,
     port_range,
+    unknown_type,
 )
 from keelrun.settings import ProcessTypeSettings, Settings
 
@@ -104,7 +107,7 @@ def test_apply_formation_unknown_and_release() -> None:
     with pytest.raises(InputErrors) as e:
         apply_formation({"web": 1}, {"nope": 1, "release": 1, "web": 2}, "-m", ["web"])
     assert e.value.lines() == [
-        '-m: no process type "nope" in the Procfile',
+        '-m: no process type "nope" in the Procfile (types: web)',
         '-m: "release" is not part of the formation',
     ]
 
@@ -202,3 +205,86 @@ def test_port_range() -> None:
     assert port_range(5000, 0) == "-"
     assert port_range(5000, 1) == "5000"
     assert port_range(5000, 3) == "5000-5002"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("wbe", 'no process type "wbe" in the Procfile; did you mean "web"?'),
+        ("workers", 'no process type "workers" in the Procfile; did you mean "worker"?'),
+        ("Clock", 'no process type "Clock" in the Procfile; did you mean "clock"?'),
+        ("nope", 'no process type "nope" in the Procfile (types: web, worker, clock)'),
+    ],
+)
+def test_unknown_type_suggests_the_closest(name: str, message: str) -> None:
+    assert unknown_type(name, ["web", "worker", "clock"]) == message
+
+
+def test_did_you_mean_in_formation_and_type_arguments() -> None:
+    s = settings_for(PROCFILE, {})
+    with pytest.raises(InputErrors) as e:
+        expand(s, ["wbe"])
+    assert e.value.lines() == ['TYPE: no process type "wbe" in the Procfile; did you mean "web"?']
+    with pytest.raises(InputErrors) as e:
+        apply_formation({}, {"wrker": 2}, "-m", ["web", "worker", "clock"])
+    assert e.value.lines() == [
+        '-m: no process type "wrker" in the Procfile; did you mean "worker"?'
+    ]
+
+
+def test_port_overlaps_name_the_instances_and_ports() -> None:
+    # web k=0, release k=1 (not running), worker k=2, clock k=3.
+    types = settings_for(PROCFILE, {}).types
+    assert port_overlaps(types, {"web": 200, "worker": 1, "clock": 1}) == []
+    assert port_overlaps(types, {"web": 201, "worker": 1, "clock": 1}) == [
+        PortOverlap("web", (201, 201), "worker", (1, 1), (5200, 5200))
+    ]
+    assert port_overlaps(types, {"web": 250, "worker": 3, "clock": 1}) == [
+        PortOverlap("web", (201, 203), "worker", (1, 3), (5200, 5202))
+    ]
+    # Past two types' ranges, and a type reaching into the next.
+    assert port_overlaps(types, {"web": 302, "worker": 150, "clock": 2}) == [
+        PortOverlap("web", (201, 302), "worker", (1, 102), (5200, 5301)),
+        PortOverlap("web", (301, 302), "clock", (1, 2), (5300, 5301)),
+        PortOverlap("worker", (101, 102), "clock", (1, 2), (5300, 5301)),
+    ]
+    # A type with no instance, or left out of the counts, collides with nothing.
+    assert port_overlaps(types, {"web": 400, "worker": 0}) == []
+
+
+def test_port_overlap_message() -> None:
+    one = PortOverlap("web", (101, 101), "worker", (1, 1), (5100, 5100))
+    assert one.message() == (
+        "web.101 and worker.1 both get port 5100: type k's ports start at base + 100·k, "
+        "so more than 100 instances of a type reach the next type's ports"
+    )
+    many = PortOverlap("web", (101, 103), "worker", (1, 3), (5100, 5102))
+    assert many.message().startswith(
+        "web.101-web.103 and worker.1-worker.3 both get ports 5100-5102:"
+    )
+
+
+@given(
+    st.lists(st.integers(0, 400), min_size=1, max_size=5),
+    st.integers(1000, 20000),
+)
+def test_port_overlaps_agree_with_expand(counts: list[int], port: int) -> None:
+    procfile = [(f"t{i}", "c") for i in range(len(counts))]
+    named = {f"t{i}": c for i, c in enumerate(counts)}
+    s = settings_for(procfile, named, port)
+    owners: dict[int, list[str]] = {}
+    for spec in expand(s):
+        owners.setdefault(spec.port, []).append(spec.name)
+    shared = {p: names for p, names in owners.items() if len(names) > 1}
+    reported: dict[int, list[str]] = {}
+    for o in port_overlaps(s.types, named):
+        for offset in range(o.ports[1] - o.ports[0] + 1):
+            reported.setdefault(o.ports[0] + offset, []).extend(
+                [
+                    f"{o.lower}.{o.lower_numbers[0] + offset}",
+                    f"{o.upper}.{o.upper_numbers[0] + offset}",
+                ]
+            )
+    assert {p: sorted(set(n)) for p, n in reported.items()} == {
+        p: sorted(n) for p, n in shared.items()
+    }

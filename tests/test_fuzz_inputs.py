@@ -19,6 +19,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from keelrun.config import Overrides, load_settings
+from keelrun.config.options import CONFIG_KEYS, OPTIONS
+from keelrun.config.options import TYPE_KEYS as DECLARED_TYPE_KEYS
 from keelrun.envfile import EnvFile, merge, parse_env_text
 from keelrun.errors import InputError, InputErrors
 from keelrun.formation import parse_formation, parse_scale
@@ -142,10 +144,9 @@ value = st.recursive(
     ),
     max_leaves=6,
 )
-TOP_KEYS = ["formation", "port", "timeout", "restart", "max_restarts", "log_format",
-            "env_files", "env_override", "socket", "processes", "bogus"]  # fmt: skip
-TYPE_KEYS = ["count", "restart", "grace", "stop_signal", "depends_on", "ready",
-             "ready_timeout", "nope"]  # fmt: skip
+# Every declared key (a new one is fuzzed without editing this file), and one unknown.
+TOP_KEYS = [*CONFIG_KEYS, "bogus"]
+TYPE_KEYS = [*DECLARED_TYPE_KEYS, "nope"]
 process_table = st.dictionaries(st.sampled_from(TYPE_KEYS), value, max_size=4)
 config = st.fixed_dictionaries(
     {},
@@ -184,8 +185,7 @@ def toml_document(data: dict[str, Any], prefix: str) -> str:
 
 PROCFILE = "web: echo web\nworker: echo worker\nrelease: echo release\n"
 env_vars = st.dictionaries(
-    st.sampled_from(["KEELRUN_PORT", "KEELRUN_FORMATION", "KEELRUN_TIMEOUT", "KEELRUN_RESTART",
-                     "KEELRUN_LOG_FORMAT", "KEELRUN_ENV_OVERRIDE", "KEELRUN_MAX_RESTARTS", "PORT"]),
+    st.sampled_from([*(o.var for o in OPTIONS if o.env), "PORT"]),
     st.one_of(hostile_text, st.sampled_from(["1", "0", "web=3", "always", "json", "70000"])),
     max_size=3,
 )  # fmt: skip

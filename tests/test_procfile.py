@@ -94,16 +94,22 @@ def test_generated_procfiles_match_honcho(text: str) -> None:
 
 
 ERRORS = [
-    ("web: a\nweb: b\n", 'Procfile:2: duplicate process type "web"'),
+    ("web: a\nweb: b\n", 'Procfile:2: duplicate process type "web" (first defined on line 1)'),
+    (
+        "# c\nweb: a\nworker: b\nweb: c\n",
+        'Procfile:4: duplicate process type "web" (first defined on line 2)',
+    ),
     (" web: a\n", "Procfile:1: a process type must start at the beginning of the line"),
     ("\tweb: a\n", "Procfile:1: a process type must start at the beginning of the line"),
     (
         "web.x: a\n",
         "Procfile:1: invalid process type name \"web.x\" (letters, digits, '_' and '-' only)",
     ),
+    ("web : a\n", 'Procfile:1: blank between the process type "web" and ":"; remove it ("web:")'),
+    ("w-1\t: a\n", 'Procfile:1: blank between the process type "w-1" and ":"; remove it ("w-1:")'),
     (
-        "web : a\n",
-        "Procfile:1: invalid process type name \"web \" (letters, digits, '_' and '-' only)",
+        "we b: a\n",
+        "Procfile:1: invalid process type name \"we b\" (letters, digits, '_' and '-' only)",
     ),
     ("garbage here\n", 'Procfile:1: expected `name: command`, got "garbage here"'),
     ("web:\n", 'Procfile:1: empty command for process type "web"'),
@@ -212,3 +218,61 @@ def test_load_reads_file(tmp_path: Path) -> None:
     path = tmp_path / "Procfile"
     path.write_bytes(b"\xef\xbb\xbfweb: caf\xc3\xa9\r\n")
     assert load_procfile(path) == [ProcfileEntry("web", "café", 1)]
+
+
+CONTINUED = (
+    'ends in "\\" and continues on {}, but a Procfile entry is one line: '
+    "join them into one (or move the command into a script)"
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "messages"),
+    [
+        (
+            "web: gunicorn app \\\n  --workers 4 \\\n  --bind 0.0.0.0:$PORT\nworker: w\n",
+            ['Procfile:1: the command of "web" ' + CONTINUED.format("lines 2-3")],
+        ),
+        (
+            "# c\nworker: celery \\\n    -A app worker\n\nweb: a\nweb: b\n",
+            [
+                'Procfile:2: the command of "worker" ' + CONTINUED.format("line 3"),
+                'Procfile:6: duplicate process type "web" (first defined on line 5)',
+            ],
+        ),
+        (
+            "web : a \\\n  b\n",
+            [
+                'Procfile:1: blank between the process type "web" and ":"; remove it ("web:")',
+                "Procfile:1: this line " + CONTINUED.format("line 2"),
+            ],
+        ),
+        # The continuation ends at a line without "\\"; what follows is read again.
+        (
+            "web: a \\\n  b\n  c\n",
+            [
+                'Procfile:1: the command of "web" ' + CONTINUED.format("line 2"),
+                'Procfile:3: expected `name: command`, got "c"',
+            ],
+        ),
+    ],
+    ids=["three lines", "with other errors", "bad first line", "ends without backslash"],
+)
+def test_line_continuation_is_one_error_at_its_first_line(text: str, messages: list[str]) -> None:
+    with pytest.raises(InputErrors) as e:
+        parse_procfile(text, "Procfile")
+    assert e.value.lines() == messages
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "web: echo a \\\nworker: b\n",
+        "web: echo a \\\n\nworker: b\n",
+        "web: echo a \\\n# c\nworker: b\n",
+        "web: echo a \\",
+        "web: echo a \\  \n",
+    ],
+)
+def test_a_trailing_backslash_before_an_entry_is_honchos_pair(text: str) -> None:
+    assert pairs(text) == honcho_pairs(text)

@@ -1,0 +1,177 @@
+"""Value checkers: ``check(value, where) -> typed value`` or an InputError naming ``where``.
+
+A value comes as TOML gave it (str, int, float, bool, list, table) or as the
+text of a flag or KEELRUN_ variable; every checker accepts both, so that one
+option is checked the same way from every source.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from typing import Any, cast
+
+from keelrun.errors import InputError, InputErrors
+from keelrun.settings import MAX_COUNT, ReadyCheck
+
+Checker = Callable[[object, str], Any]
+
+RESTART_POLICIES = ("on-failure", "always", "never")
+LOG_FORMATS = ("text", "json")
+MAX_PORT = 65535
+
+
+def show(value: object) -> str:
+    """A value as TOML would spell it, for error messages."""
+    if isinstance(value, str):
+        return '"' + value.replace('"', '\\"') + '"'
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, dict):
+        return "a table"
+    if isinstance(value, list):
+        return "an array"
+    return str(value)
+
+
+def to_int(value: object, where: str, minimum: int = 0, maximum: int | None = None) -> int:
+    if isinstance(value, str):
+        text = value.strip()
+        if not re.fullmatch(r"[+-]?[0-9]{1,18}", text):
+            raise InputError(where, f"expected an integer, got {show(value)}")
+        number = int(text)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        number = value
+    else:
+        raise InputError(where, f"expected an integer, got {show(value)}")
+    if number < minimum or (maximum is not None and number > maximum):
+        bound = f"{minimum}-{maximum}" if maximum is not None else f">= {minimum}"
+        raise InputError(where, f"expected an integer {bound}, got {number}")
+    return number
+
+
+def to_count(value: object, where: str) -> int:
+    return to_int(value, where, minimum=0, maximum=MAX_COUNT)
+
+
+def to_port(value: object, where: str) -> int:
+    return to_int(value, where, minimum=1, maximum=MAX_PORT)
+
+
+def to_seconds(value: object, where: str, positive: bool = False) -> float:
+    number: float
+    if isinstance(value, str):
+        try:
+            number = float(value.strip())
+        except ValueError:
+            raise InputError(where, f"expected a number of seconds, got {show(value)}") from None
+    elif isinstance(value, int | float) and not isinstance(value, bool):
+        number = float(value)
+    else:
+        raise InputError(where, f"expected a number of seconds, got {show(value)}")
+    if not math.isfinite(number) or number < 0 or (positive and number == 0):
+        bound = "> 0" if positive else ">= 0"
+        raise InputError(where, f"expected a number of seconds {bound}, got {show(value)}")
+    return number
+
+
+def to_positive_seconds(value: object, where: str) -> float:
+    return to_seconds(value, where, positive=True)
+
+
+def to_bool(value: object, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    raise InputError(where, f"expected true or false, got {show(value)}")
+
+
+def to_choice(choices: tuple[str, ...]) -> Checker:
+    def check(value: object, where: str) -> str:
+        if isinstance(value, str) and value.strip() in choices:
+            return value.strip()
+        raise InputError(where, f"expected one of {', '.join(choices)}, got {show(value)}")
+
+    return check
+
+
+to_restart = to_choice(RESTART_POLICIES)
+to_log_format = to_choice(LOG_FORMATS)
+
+
+def to_path(value: object, where: str) -> str:
+    if isinstance(value, str) and value.strip():
+        return value
+    raise InputError(where, f"expected a path, got {show(value)}")
+
+
+def to_paths(value: object, where: str) -> tuple[str, ...]:
+    """An array of paths, or one string of comma-separated paths (repeated flags: a tuple)."""
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, str):
+        parts = [p.strip() for p in value.split(",")]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        parts = [p.strip() for v in value for p in v.split(",")]
+    else:
+        raise InputError(where, f"expected an array of paths, got {show(value)}")
+    if not all(parts):
+        raise InputError(where, f"empty path in {show(value)}")
+    return tuple(parts)
+
+
+def to_names(value: object, where: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(where, f"expected an array of process types, got {show(value)}")
+    return tuple(cast(list[str], value))
+
+
+def to_ready(value: object, where: str) -> ReadyCheck:
+    if value == "port":
+        return ReadyCheck("port")
+    if isinstance(value, str) and value.startswith("log:"):
+        pattern = value[4:]
+        if not pattern:
+            raise InputError(where, 'empty pattern in "log:REGEX"')
+        try:
+            re.compile(pattern)
+        except re.error as e:
+            raise InputError(where, f"invalid regular expression: {e}") from None
+        return ReadyCheck("log", pattern)
+    raise InputError(where, f'expected "port" or "log:REGEX", got {show(value)}')
+
+
+def to_signal(value: object, where: str) -> Any:
+    from keelrun.signals import parse_signal
+
+    if not isinstance(value, str | int):
+        raise InputError(where, f"expected a signal name or number, got {show(value)}")
+    return parse_signal(value, where)
+
+
+def to_formation(value: object, where: str) -> dict[str, int]:
+    """A formation: the string ``"web=2,all=0"`` or the table ``{web = 2}``."""
+    from keelrun.formation import parse_formation
+
+    if isinstance(value, str):
+        return parse_formation(value, where)
+    if not isinstance(value, dict):
+        raise InputError(where, f'expected a table or a string "TYPE=N,...", got {show(value)}')
+    errors: list[InputError] = []
+    counts: dict[str, int] = {}
+    for name, count in value.items():
+        try:
+            counts[name] = to_count(count, f"{where}.{name}")
+        except InputError as e:
+            errors.append(e)
+    if errors:
+        raise InputErrors(errors)
+    return counts

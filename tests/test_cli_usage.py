@@ -1,0 +1,57 @@
+"""Usage errors through the real CLI: one line, one `keelrun:` prefix, exit status 2."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from conftest import run_keelrun
+
+USAGE_ERRORS = [
+    (["bogus"], "keelrun: No such command 'bogus'."),
+    (["--bogus"], "keelrun: No such option '--bogus'."),
+    (["check", "--bogus"], "keelrun: check: No such option '--bogus'."),
+    (["check", "-p"], "keelrun: check: Option '-p' requires an argument."),
+    (["start", "-m"], "keelrun: start: Option '-m' requires an argument."),
+    (["scale"], "keelrun: scale: Missing argument 'TYPE=N|+N|-N...'."),
+    (
+        ["export"],
+        "keelrun: export: Missing argument 'FORMAT'. Choose from: systemd, supervisord, kubernetes",
+    ),
+    (["export", "bogus", "out"], "keelrun: export: Invalid value for 'FORMAT': 'bogus' is not"),
+    (["ps", "extra"], "keelrun: ps: Got unexpected extra argument (extra)"),
+    (["run"], "keelrun: run: Missing argument 'COMMAND...'."),
+    (["signal", "TERM"], "keelrun: signal: Missing argument 'NAME...'."),
+    (["logs", "--color=yes"], "keelrun: logs: Option '--color' does not take a value."),
+    (["start", "--bo\ngus"], "keelrun: start: No such option '--bo"),
+]
+
+
+@pytest.mark.parametrize(
+    ("args", "start"), USAGE_ERRORS, ids=[" ".join(a) for a, _ in USAGE_ERRORS]
+)
+def test_usage_error_is_one_line_with_one_prefix(
+    tmp_path: Path, args: list[str], start: str
+) -> None:
+    r = run_keelrun(*args, cwd=tmp_path)
+    assert r.returncode == 2, r
+    assert r.stdout == ""
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1, r.stderr
+    assert lines[0].startswith(start), lines[0]
+    assert not lines[0].startswith("keelrun: keelrun"), lines[0]
+
+
+def test_no_command_prints_the_help_and_exits_2(tmp_path: Path) -> None:
+    r = run_keelrun(cwd=tmp_path)
+    assert r.returncode == 2
+    assert r.stderr.startswith("Usage: keelrun [OPTIONS] COMMAND [ARGS]...\n")
+    assert "keelrun: " not in r.stderr.splitlines()[0]
+    assert "  check " in r.stderr and "  start " in r.stderr
+
+
+def test_help_and_version_exit_0(tmp_path: Path) -> None:
+    for args in (["--help"], ["check", "-h"], ["--version"]):
+        r = run_keelrun(*args, cwd=tmp_path)
+        assert (r.returncode, r.stderr) == (0, ""), args
+        assert r.stdout
