@@ -73,6 +73,8 @@ class Settings:
     timestamp: bool = True
     prefix: bool = True
     socket: Path = Path(".keelrun.sock")
+    # Named by --socket, KEELRUN_SOCKET or config: never moved to the runtime dir.
+    socket_named: bool = False
 
     def all_types(self) -> list[ProcessTypeSettings]:
         """Every Procfile type in Procfile order, ``release`` included (colours follow it)."""

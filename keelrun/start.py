@@ -102,7 +102,6 @@ def _supervise(
 ) -> int:
     """Run the formation (counts None: the release phase alone) and return the exit status."""
     try:
-        from keelrun.control.address import DEFAULT_NAME
         from keelrun.control.server import ControlServer
         from keelrun.loop import Loop
         from keelrun.supervisor import spawn
@@ -113,9 +112,11 @@ def _supervise(
         server: ControlServer | None = None
         if counts is not None:
             # The default socket may move to the runtime dir; a named one may not.
-            default = settings.socket == settings.app_root / DEFAULT_NAME
             server = ControlServer(
-                loop, settings.socket, lambda: commands.handlers(), fallback=default
+                loop,
+                settings.socket,
+                lambda: commands.handlers(),
+                fallback=not settings.socket_named,
             )
             server.on_internal_error = lambda cmd, e: sup.events.error(
                 "request_failed", f"{cmd} request failed: {type(e).__name__}: {e}", command=cmd

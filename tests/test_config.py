@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from conftest import make_app
 
-from keelrun.config import Overrides, load_settings, resolve_socket_path
+from keelrun.config import Overrides, load_settings
 from keelrun.environment import instance_env
 from keelrun.errors import InputErrors
 from keelrun.formation import expand
@@ -227,15 +227,15 @@ def test_config_paths_are_relative_to_app_root(
 def test_socket_resolution(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     root = make_app(tmp_path / "app", PROCFILE, keelrun_toml='socket = "s.sock"\n')
     monkeypatch.chdir(tmp_path)
-    assert resolve_socket_path(str(root), None, {}) == root / "s.sock"
-    assert resolve_socket_path(str(root), None, {"KEELRUN_SOCKET": "e.sock"}) == tmp_path / "e.sock"
-    assert (
-        resolve_socket_path(str(root), "f.sock", {"KEELRUN_SOCKET": "e.sock"})
-        == tmp_path / "f.sock"
-    )
+    named = load(root)
+    assert named.socket == root / "s.sock" and named.socket_named
+    given = load(root, socket="f.sock")
+    assert given.socket == tmp_path / "f.sock" and given.socket_named
     (root / "keelrun.toml").unlink()
-    assert resolve_socket_path(str(root), None, {}) == root / ".keelrun.sock"
-    assert load(root, socket="f.sock").socket == tmp_path / "f.sock"
+    default = load(root)
+    assert default.socket == root / ".keelrun.sock" and not default.socket_named
+    # Naming the default path still names it: it must not move.
+    assert load(root, socket=str(root / ".keelrun.sock")).socket_named
 
 
 def test_display_flags(tmp_path: Path) -> None:

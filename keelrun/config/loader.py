@@ -15,8 +15,8 @@ from typing import Any, NamedTuple, TypeVar
 
 from keelrun.config.files import ConfigFile, absolute, app_root_path, display_path, read_config
 from keelrun.config.options import BY_NAME, CONFIG_KEYS, OPTIONS, TYPE_KEYS, Option, Overrides
-from keelrun.config.socketpath import DEFAULT_SOCKET
 from keelrun.config.values import MAX_PORT, show, to_formation, to_port
+from keelrun.control.address import DEFAULT_NAME
 from keelrun.errors import InputError, InputErrors
 from keelrun.settings import DEFAULT_PORT, RELEASE_TYPE, ProcessTypeSettings, Settings
 
@@ -134,7 +134,7 @@ class _Loader:
             if opt.name not in _READ_APART:
                 self.value(opt.name)
         port = self.base_port(merged)
-        socket = self.socket()
+        socket, socket_named = self.socket()
 
         names = [e.name for e in entries]
         per_type = self.per_type(names)
@@ -156,6 +156,7 @@ class _Loader:
             timestamp=not (self.o.no_timestamp or self.o.no_prefix),
             prefix=not self.o.no_prefix,
             socket=socket,
+            socket_named=socket_named,
             **{o.name: self.value(o.name) for o in OPTIONS if o.setting},
         )
         return Loaded(
@@ -280,13 +281,14 @@ class _Loader:
     def config_where(self, key: str) -> str | None:
         return self.config.where(key) if self.config else None
 
-    def socket(self) -> Path:
+    def socket(self) -> tuple[Path, bool]:
+        """The control socket, and whether it was named (a named one never moves)."""
         opt = BY_NAME["socket"]
         picked = self.pick(opt)
         if picked is None:
-            return self.root / DEFAULT_SOCKET
+            return self.root / DEFAULT_NAME, False
         name = self.attempt(opt.check, picked.value, picked.where, default="")
-        return absolute(name, picked.base) if name else self.root / DEFAULT_SOCKET
+        return (absolute(name, picked.base), True) if name else (self.root / DEFAULT_NAME, False)
 
     def per_type(self, names: list[str]) -> dict[str, dict[str, Any]]:
         """Validated ``processes.<type>`` tables: {type: {key: value}}."""

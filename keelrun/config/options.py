@@ -203,7 +203,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "socket",
         ("--socket",),
-        "Control socket (default: <app-root>/.keelrun.sock).",
+        "Control socket (default: <app-root>/.keelrun.sock; clients also look in parents).",
         ("start", *CLIENT_COMMANDS),
         metavar="PATH",
         check=to_path,

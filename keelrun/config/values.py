@@ -107,6 +107,8 @@ to_log_format = to_choice(LOG_FORMATS)
 
 def to_path(value: object, where: str) -> str:
     if isinstance(value, str) and value.strip():
+        if "\0" in value:
+            raise InputError(where, "a path cannot contain a NUL character")
         return value
     raise InputError(where, f"expected a path, got {show(value)}")
 
@@ -123,6 +125,8 @@ def to_paths(value: object, where: str) -> tuple[str, ...]:
         raise InputError(where, f"expected an array of paths, got {show(value)}")
     if not all(parts):
         raise InputError(where, f"empty path in {show(value)}")
+    if any("\0" in p for p in parts):
+        raise InputError(where, "a path cannot contain a NUL character")
     return tuple(parts)
 
 
