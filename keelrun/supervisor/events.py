@@ -24,6 +24,22 @@ class _Sink:
     info = warning = error = msg
 
 
+def _import_structlog() -> Any:
+    """structlog imports rich, when installed (textual brings it), for tracebacks
+    keelrun never prints: that would double the import. It is hidden meanwhile."""
+    import sys
+
+    hide = "rich" not in sys.modules
+    if hide:
+        sys.modules["rich"] = None  # type: ignore[assignment]  # import rich -> ImportError
+    try:
+        import structlog
+    finally:
+        if hide:
+            del sys.modules["rich"]
+    return structlog
+
+
 class Events:
     def __init__(self, formatter: Formatter, write: Callable[[bytes], None]) -> None:
         self._formatter = formatter
@@ -32,8 +48,7 @@ class Events:
 
     def _logger(self) -> Any:
         if self._log is None:
-            import structlog
-
+            structlog = _import_structlog()
             self._log = structlog.wrap_logger(
                 _Sink(self._write),
                 processors=[self._render],
