@@ -28,7 +28,7 @@ class TopApp(App[int]):
     CSS = """
     #status { height: 1; padding: 0 1; background: $panel; }
     #status.gone { background: $error; color: $text; }
-    #ps { height: 1fr; min-height: 4; }
+    #ps { height: auto; max-height: 60%; }
     #lines-title { height: 1; padding: 0 1; background: $panel; }
     #lines { height: 1fr; }
     #filter { display: none; }
