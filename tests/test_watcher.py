@@ -40,10 +40,14 @@ class Harness:
             reload_files=[str(p) for p in reload],
             never=[str(root / ".keelrun.sock")],
         )
-        self.watcher = Watcher(self.loop, rules, self._changed, self.errors.append, self._ready)
+        self.watcher = Watcher(self.loop, rules, self._changed, self._error, self._ready)
 
     def _changed(self, changes: Changes) -> None:
         self.batches.append((time.monotonic(), changes))
+        self.loop.stop()
+
+    def _error(self, message: str) -> None:
+        self.errors.append(message)
         self.loop.stop()
 
     def _ready(self, n: int) -> None:
@@ -199,6 +203,17 @@ def test_procfile_and_env_changes_ask_for_a_reload(watch, tmp_path: Path) -> Non
     os.replace(tmp, h.root / "Procfile")
     changes = h.next_batch()
     assert changes.reload == ("Procfile",) and not changes.types
+
+
+def test_a_name_that_is_not_utf8_is_reported_and_watching_goes_on(watch) -> None:
+    h = watch({"web": ["**"]})
+    with open(os.fsencode(h.root) + b"/bad\xff.txt", "w") as f:
+        f.write("x")
+    h.run(5)  # the error stops the loop
+    assert h.errors and "Unable to decode path" in h.errors[0], h.errors
+    assert "changes may have been missed" in h.errors[0]
+    write(h.root / "good.txt")
+    assert dict(h.next_batch().types) == {"web": ("good.txt",)}
 
 
 def test_no_cpu_when_idle(watch) -> None:

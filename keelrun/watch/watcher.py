@@ -224,7 +224,7 @@ class _Session:
             self._loop()
         except BrokenPipeError:  # the loop stopped listening
             pass
-        except Exception as e:  # e.g. a path watchfiles cannot decode
+        except Exception as e:  # cannot watch at all
             with contextlib.suppress(OSError):
                 self._send({"error": f"file watching stopped: {e}"})
         finally:
@@ -242,9 +242,16 @@ class _Session:
                 if any(fd == self.stop_r for fd, _ in poller.poll()):
                     return
                 self.gate.drain()
-                result = self.notify.watch(DEBOUNCE_MS, STEP_MS, SETTLE_MS, self.stop_event)
-            else:
-                result = self.notify.watch(DEBOUNCE_MS, STEP_MS, 0, self.stop_event)
+            try:
+                result = self.notify.watch(
+                    DEBOUNCE_MS, STEP_MS, SETTLE_MS if self.gate else 0, self.stop_event
+                )
+            except Exception as e:
+                # watchfiles' error (a name that is not UTF-8) sticks to its watcher:
+                # a new one watches on; changes in between are lost, so say so.
+                self._rewatch(drain=False)
+                self._send({"error": f"file watching: {e}; changes may have been missed"})
+                continue
             if result == "stop":
                 return
             if isinstance(result, set) and result:
@@ -262,12 +269,12 @@ class _Session:
         rel = self.rules.relative(path)
         return rel is not None and not self.rules.ignored(rel) and _is_real_dir(path)
 
-    def _rewatch(self) -> set[str]:
+    def _rewatch(self, drain: bool = True) -> set[str]:
         """Watch the directories that appeared; returns the files found in them and
-        the changes the old watcher still held."""
+        (with ``drain``) the changes the old watcher still held."""
         dirs = scan_dirs(self.rules)
         notify, gate = self._open(dirs)  # the new watches exist before the old ones go
-        leftover = self.notify.watch(10, 1, 1, None)
+        leftover = self.notify.watch(10, 1, 1, None) if drain else None
         self._close(self.notify, self.gate)
         self.notify, self.gate = notify, gate
         found = {p for _, p in leftover} if isinstance(leftover, set) else set()
