@@ -62,7 +62,7 @@ def _component(part: str) -> str:
             negate = body[:1] in ("!", "^")
             if negate:
                 body = body[1:]
-            body = body.replace("\\", "\\\\").replace("^", "\\^")
+            body = re.sub(r"([\\^\[&~|])", r"\\\1", body)  # literal inside the class
             out.append(f"(?!/)[{'^' if negate else ''}{body}]")
         else:
             out.append(re.escape(c))
