@@ -106,16 +106,24 @@ def test_table_selection_and_lines_follow(runner: Runner) -> None:
         assert app.selected == "worker.1"
         await until(pilot, lambda: any("worker.1 up port=5100" in x for x in pane(app)), "w1")
         assert not any("web.1" in x for x in pane(app))
+        mark = k.mark()
         k.request("signal", {"signal": "USR1", "names": ["worker.1", "web.1"]})
         await until(pilot, lambda: any("worker.1 got USR1" in x for x in pane(app)), "USR1")
+        await line_in_output(k, r"web\.1 got USR1$", mark)
+        await pilot.pause(0.2)  # time for a line from a stream left open to show
+        assert not any("web.1" in x for x in pane(app)), "the old stream still delivers"
         await pilot.press("down", "up", "up")
         assert app.selected == "web.1"
         await until(pilot, lambda: any("web.1 got USR1" in x for x in pane(app)), "web.1 USR1")
         assert "web.1 got USR1" in screen(app)
 
-        # The table is refreshed every second: uptimes move on, once per refresh.
-        seen = app.refreshes
+        # The table is refreshed every second: uptimes move on.
+        loop = asyncio.get_running_loop()
+        seen, began = app.refreshes, loop.time()
+        uptime = int(table_lines(app)["web.1"][3].rstrip("s"))
         await until(pilot, lambda: app.refreshes >= seen + 2, "two refreshes", timeout=4)
+        assert loop.time() - began >= 0.9  # not more often than once a second
+        assert int(table_lines(app)["web.1"][3].rstrip("s")) > uptime
         await pilot.press("q")
 
     app = run_top(k, scenario)
