@@ -129,8 +129,7 @@ class TopApp(App[int]):
         table: DataTable[str] = self.query_one(DataTable)
         row = table.cursor_row
         name = self.shown[row] if self.shown and 0 <= row < len(self.shown) else None
-        if name != self.selected:
-            self.selected = name
+        self.selected = name
         if self.following != name and self.gone is None:
             self._follow(name)
 
