@@ -214,6 +214,18 @@ def reload(app_root: str | None, socket: str | None) -> None:
     sys.exit(reload_command(app_root, socket))
 
 
+# ---- keelrun top: a live view over the same socket (keelrun/top/) ----
+
+
+@cli.command(context_settings=CONTEXT)
+@_options("top")
+def top(app_root: str | None, socket: str | None) -> None:
+    """A live view: instances, their state and resources, the selected one's lines."""
+    from keelrun.top import top_command
+
+    sys.exit(top_command(app_root, socket))
+
+
 def _fail(message: str, status: int) -> NoReturn:
     sys.stderr.write(f"keelrun: {message}\n")
     sys.stderr.flush()

@@ -50,7 +50,7 @@ Kind = Literal["value", "multiple", "flag", "switch"]
 
 # Commands that read the app's inputs, and those that talk to a running keelrun.
 INPUT_COMMANDS = ("start", "check", "run", "release", "export")
-CLIENT_COMMANDS = ("scale", "ps", "stop", "restart", "signal", "logs", "reload")
+CLIENT_COMMANDS = ("scale", "ps", "stop", "restart", "signal", "logs", "reload", "top")
 
 
 class Option(NamedTuple):

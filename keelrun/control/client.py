@@ -68,8 +68,6 @@ class Client:
                 return sock
         raise RuntimeFailure(self._nobody_message())
 
-    _connect = connect  # the name `keelrun attach` (tty branch) calls today
-
     def _connect_to(self, address: Path) -> socket.socket | None:
         """A connected socket, or None when nobody serves ``address``."""
         deadline = time.monotonic() + CONNECT_TIMEOUT
@@ -197,13 +195,13 @@ def format_ps(rows: list[dict[str, Any]]) -> str:
         table.append(
             (
                 r["name"],
-                _dash(r["pid"]),
+                dash(r["pid"]),
                 r["state"],
-                _duration(r["uptime_s"]),
+                duration(r["uptime_s"]),
                 str(r["restarts"]),
-                _dash(r["exit_status"]),
-                _dash(r["cpu_percent"]),
-                _size(r["rss_bytes"]),
+                dash(r["exit_status"]),
+                dash(r["cpu_percent"]),
+                size(r["rss_bytes"]),
                 str(r["port"]),
                 r["command"],
             )
@@ -215,11 +213,11 @@ def format_ps(rows: list[dict[str, Any]]) -> str:
     )
 
 
-def _dash(value: object) -> str:
+def dash(value: object) -> str:
     return "-" if value is None else str(value)
 
 
-def _duration(seconds: float | None) -> str:
+def duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"
     s = int(seconds)
@@ -230,7 +228,7 @@ def _duration(seconds: float | None) -> str:
     return f"{s // 3600}h{s % 3600 // 60:02d}m"
 
 
-def _size(n: int | None) -> str:
+def size(n: int | None) -> str:
     if n is None:
         return "-"
     for unit in ("B", "K", "M", "G"):

@@ -1,0 +1,81 @@
+"""What `keelrun top` shows, as plain functions of `ps` rows and log records."""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from keelrun.control.client import dash, duration, size
+
+# (column key, header) of the table, in order.
+COLUMNS = (
+    ("name", "NAME"),
+    ("state", "STATE"),
+    ("pid", "PID"),
+    ("uptime", "UPTIME"),
+    ("restarts", "RESTARTS"),
+    ("cpu", "CPU%"),
+    ("rss", "RSS"),
+    ("port", "PORT"),
+)
+
+Row = dict[str, Any]
+
+
+def state_text(row: Row) -> str:
+    """The STATE cell: the state, and the health when a check is failing.
+
+    `health` is null without a check, "ok" or "failing"; the counts, when keelrun
+    sends them (`health_failures`, `health_retries`), read `ready (failing 2/3)`.
+    """
+    state = str(row.get("state", "?"))
+    health = row.get("health")
+    if not health or health == "ok":
+        return state
+    failures, retries = row.get("health_failures"), row.get("health_retries")
+    if isinstance(failures, int) and isinstance(retries, int):
+        return f"{state} ({health} {failures}/{retries})"
+    return f"{state} ({health})"
+
+
+def cells(row: Row) -> tuple[str, ...]:
+    """One table row, in the order of COLUMNS."""
+    return (
+        str(row.get("name", "?")),
+        state_text(row),
+        dash(row.get("pid")),
+        duration(row.get("uptime_s")),
+        dash(row.get("restarts")),
+        dash(row.get("cpu_percent")),
+        size(row.get("rss_bytes")),
+        dash(row.get("port")),
+    )
+
+
+def visible(rows: Sequence[Row], needle: str) -> list[Row]:
+    """The rows whose name contains ``needle`` (any case); all of them for ""."""
+    needle = needle.strip().lower()
+    return [r for r in rows if needle in str(r.get("name", "")).lower()]
+
+
+def toggle(row: Row) -> tuple[str, dict[str, Any]]:
+    """The request behind `s`: a stopped instance is started again, any other stopped."""
+    names = [row["name"]]
+    if row.get("state") == "stopped":
+        return "restart", {"names": names}
+    return "stop", {"names": names}
+
+
+_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
+
+
+def render_line(rec: dict[str, Any]) -> str:
+    """One `logs` record as top shows it: `HH:MM:SS web.1 | text`, terminal escapes removed.
+
+    The one place top formats a line: it moves to keelrun's shared log formatter.
+    """
+    ts = time.strftime("%H:%M:%S", time.localtime(float(rec.get("ts", 0))))
+    msg = str(rec.get("msg", "")).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    return f"{ts} {rec.get('proc', '?')} | {_ESCAPES.sub('', msg)}"
