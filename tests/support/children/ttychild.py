@@ -8,10 +8,13 @@ usage: ttychild.py MODE [ARG]
              line as "got: LINE"; "quit" ends it
   crlf       with OPOST and ECHO off, write "first\\r", wait for an input line, then
              "\\nsecond\\r\\n" (a line end split across two reads of the master)
-  flood N    N numbered lines, print()ed (line-buffered on a terminal)
+  flood N [--on-input]
+             N numbered lines, print()ed (line-buffered on a terminal); with
+             --on-input, once a first input line has come
   sink N     echo off; print "ready", wait for SIGUSR1, then read N bytes of
              input and print "read N"
-  prompt     write "name? " without a newline, read a line, print "hello NAME"
+  prompt     write "ask" and "name? " without a newline, read a line, print
+             "hello NAME"
 Each report is one write(2), so a report is never split by a signal.
 """
 
@@ -82,6 +85,8 @@ def crlf() -> None:
 
 
 def flood(n: int) -> None:
+    if "--on-input" in sys.argv:
+        sys.stdin.readline()
     for i in range(n):
         print(f"line {i:07d} " + "x" * 40)
 
@@ -100,8 +105,8 @@ def sink(n: int) -> None:
 
 
 def prompt() -> None:
-    name = input("name? ")
-    say(f"hello {name}")
+    os.write(1, b"ask\nname? ")  # one write: the prompt is read with the line before it
+    say(f"hello {sys.stdin.readline().strip()}")
 
 
 mode = sys.argv[1]
