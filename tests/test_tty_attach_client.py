@@ -19,36 +19,12 @@ import pexpect
 import pytest
 from support.procs import alive, wait_gone
 from support.runner import CHILDREN, MARK_VAR, Keelrun, RunSet, base_env
-from support.ttys import child
+from support.ttys import Server, child
 
-TTYSERVER = Path(__file__).resolve().parent / "support" / "ttyserver.py"
 ATTACH = [sys.executable, str(CHILDREN / "attach_cli.py")]
 # The client's own terminal, printed before and after by the shell that runs it.
 WRAP = 'stty -a; echo "<<before"; {run}; stty -a; echo "<<after"'
 PLAIN = '"$@"; echo "rc=$?"'
-
-
-class Server:
-    def __init__(self, keelrun: RunSet[Keelrun], tmp_path: Path, **commands: str) -> None:
-        self.sock = tmp_path / "tty.sock"
-        specs = [f"{name}={cmd}" for name, cmd in commands.items()]
-        self.run = keelrun.start(
-            str(self.sock), *specs, cwd=tmp_path, program=[sys.executable, str(TTYSERVER)]
-        )
-        self.run.wait_for_line(r"^keelrun +\| listening on ")
-
-    def line(self, pattern: str, timeout: float = 10.0, start: int = 0) -> int:
-        return self.run.wait_for_line(pattern, timeout, start)
-
-    def stop(self) -> None:
-        self.run.send(signal.SIGTERM)
-        assert self.run.wait_exit() == 0
-
-    def attach(self, clients: list[Client], **kw: Any) -> Client:
-        """A client in a pty of its own; it carries the run's marker (leak check)."""
-        c = Client(self.sock, self.run.marker_value, **kw)
-        clients.append(c)
-        return c
 
 
 class Client:
@@ -92,6 +68,13 @@ class Client:
         return rc
 
 
+def attach(server: Server, clients: list[Client], **kw: Any) -> Client:
+    """A client in a pty of its own; it carries the run's marker (leak check)."""
+    c = Client(server.sock, server.run.marker_value, **kw)
+    clients.append(c)
+    return c
+
+
 def _stty(text: bytes) -> str:
     """`stty -a` without the window size (attach may change it) and its wrapping."""
     out = text.decode(errors="replace")
@@ -114,7 +97,7 @@ def test_keys_in_output_out_resize_and_detach(
 ) -> None:
     server = Server(keelrun, tmp_path, **{"web.1": child("winch")})
     server.line(r"^web\.1 +\| size 24x80$")
-    c = server.attach(clients, size=(30, 100))
+    c = attach(server, clients, size=(30, 100))
     c.expect(r"size 30x100\r\n")  # the app got the client's size and its SIGWINCH
     assert c.raw_mode()
     c.p.send("hello\r")
@@ -130,7 +113,7 @@ def test_keys_in_output_out_resize_and_detach(
     assert c.end() == 0
     server.line(r"^keelrun +\| detached web\.1$", start=at)
     # The instance runs on; a new attach shows its last lines and still works.
-    again = server.attach(clients, size=(30, 100))
+    again = attach(server, clients, size=(30, 100))
     again.expect(r"got: hello\r\n")
     again.p.send("quit\r")
     again.expect(r"\[keelrun: web\.1 exited\]")
@@ -147,7 +130,7 @@ def test_pdb_breakpoint(keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[
     )
     server = Server(keelrun, tmp_path, **{"web.1": f"{sys.executable} {app}"})
     server.line(r"^web\.1 +\| -> print\('continued', x \+ 1\)$")
-    c = server.attach(clients)
+    c = attach(server, clients)
     c.expect(r"\(Pdb\) ")
     c.p.send("p 1+1\r")
     c.expect(r"\r\n2\r\n")
@@ -166,7 +149,7 @@ def test_the_pending_prompt_is_shown_on_attach(
 ) -> None:
     server = Server(keelrun, tmp_path, **{"web.1": child("prompt")})
     server.line(r"^web\.1 +\| ask$")  # read together with the prompt (one write)
-    c = server.attach(clients)
+    c = attach(server, clients)
     c.expect(r"ask\r\nname\? ")
     c.p.send("pat\r")
     c.expect(r"hello pat\r\n")
@@ -179,9 +162,9 @@ def test_a_second_attach_is_refused_naming_the_first(
     keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[Client]
 ) -> None:
     server = Server(keelrun, tmp_path, **{"web.1": child("winch")})
-    first = server.attach(clients)
+    first = attach(server, clients)
     first.expect(r"size 24x80\r\n")
-    second = server.attach(clients)
+    second = attach(server, clients)
     m = second.expect(r"keelrun: web\.1 is already attached by pid (\d+) on (\S+) since")
     assert int(m.group(1)) == first.pid
     assert m.group(2).decode() == os.readlink(f"/proc/{first.pid}/fd/0")
@@ -195,12 +178,12 @@ def test_a_killed_client_leaves_the_instance_running(
     keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[Client]
 ) -> None:
     server = Server(keelrun, tmp_path, **{"web.1": child("winch")})
-    first = server.attach(clients)
+    first = attach(server, clients)
     first.expect(r"size 24x80\r\n")
     os.kill(first.pid, signal.SIGKILL)  # nothing can restore that terminal: not checked
     assert not wait_gone([first.pid], 10)
     server.line(r"^keelrun +\| detached web\.1$")
-    second = server.attach(clients)
+    second = attach(server, clients)
     second.p.send("still there\r")
     second.expect(r"got: still there\r\n")
     second.p.sendcontrol("]")
@@ -215,7 +198,7 @@ def test_a_signal_to_the_client_restores_the_terminal(
     import os
 
     server = Server(keelrun, tmp_path, **{"web.1": child("winch")})
-    c = server.attach(clients)
+    c = attach(server, clients)
     c.expect(r"size 24x80\r\n")
     assert c.raw_mode()
     os.kill(c.pid, sig)
@@ -230,7 +213,7 @@ def test_keelrun_gone_restores_the_terminal(
     keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[Client]
 ) -> None:
     server = Server(keelrun, tmp_path, **{"web.1": child("winch")})
-    c = server.attach(clients)
+    c = attach(server, clients)
     c.expect(r"size 24x80\r\n")
     server.stop()
     c.expect(r"keelrun: web\.1: keelrun ended the attach")
@@ -243,7 +226,7 @@ def test_an_exception_restores_the_terminal(
     """Writing the instance's output fails (stdout is /dev/full) once in raw mode."""
     server = Server(keelrun, tmp_path, **{"web.1": child("winch")})
     server.line(r"^web\.1 +\| size 24x80$")  # history to write on attach
-    c = server.attach(clients, run='"$@" >/dev/full; echo "rc=$?"')
+    c = attach(server, clients, run='"$@" >/dev/full; echo "rc=$?"')
     c.expect(r"keelrun: stdout: No space left on device")
     assert c.end() == 1
     server.line(r"^keelrun +\| detached web\.1$")
@@ -254,7 +237,7 @@ def test_unknown_instance_is_an_input_error(
     keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[Client]
 ) -> None:
     server = Server(keelrun, tmp_path, **{"web.1": child("winch")})
-    c = server.attach(clients, name="nope.1")
+    c = attach(server, clients, name="nope.1")
     c.expect(r'keelrun: no instance "nope\.1"')
     assert c.end() == 2
     server.stop()

@@ -160,6 +160,7 @@ class TtyServer:
         handlers = {signal.SIGCHLD: self.reap, signal.SIGTERM: self.stop}
         with self.loop.signals(handlers):
             self.reap(signal.SIGCHLD)  # a child that ended before the handler was set
+            self.output.flush()  # "listening": the loop may have nothing to do for a while
             if self.running:
                 self.loop.run()
         self.output.drain(time.monotonic() + 10)
