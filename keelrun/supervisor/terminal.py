@@ -25,6 +25,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import selectors
 import shlex
 import struct
@@ -48,6 +49,7 @@ MAX_SIZE = 0xFFFF  # struct winsize holds unsigned shorts
 MAX_PENDING_INPUT = 64 * 1024
 
 _WINSIZE = struct.Struct("HHHH")
+_LONE_CR = re.compile(rb"\r(?!\n)").search
 _OPEN_MAKES_CTTY = sys.platform.startswith("linux")
 
 
@@ -133,7 +135,14 @@ class TtyFramer(LineFramer):
         # A read may end between the \r and the \n of one line end.
         if data[:1] == b"\n" and self.partial[-1:] == b"\r":
             self.partial = self.partial[:-1]
-        block = super().feed(data.replace(b"\r\n", b"\n"))
+        if b"\r" in data:
+            # Deleting one byte is ~4x faster than replacing a pair (no search per
+            # match); it is the same when every \r is followed by its \n (ONLCR).
+            if _LONE_CR(data) is None:
+                data = data.replace(b"\r", b"")
+            else:
+                data = data.replace(b"\r\n", b"\n")
+        block = super().feed(data)
         if block and self.strip:
             return strip_ansi(block)
         return block
