@@ -12,6 +12,7 @@ protocol is described in keelrun/supervisor/attach.py.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
 import select
@@ -23,13 +24,13 @@ import termios
 import tty
 
 from keelrun.errors import InputError, RuntimeFailure
-from keelrun.supervisor.terminal import DEFAULT_COLS, DEFAULT_ROWS, get_winsize
 
 DETACH = 0x1D  # Ctrl-]
 MAX_OUTBOUND = 64 * 1024  # keystrokes not yet sent before stdin stops being read
 REPLY_TIMEOUT = 30.0
 _ENDING = (signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT)
 _UCRED = struct.Struct("3i")
+_WINSIZE = struct.Struct("HHHH")
 
 
 def attach_command(app_root: str | None, sock_path: str | None, name: str) -> int:
@@ -94,11 +95,13 @@ def _request(sock: socket.socket, name: str, where: str) -> bytes:
 
 
 def terminal_size() -> tuple[int, int]:
+    """(rows, cols) of this terminal; 24x80 when it does not know."""
     with contextlib.suppress(OSError):
-        rows, cols = get_winsize(0)
+        raw = fcntl.ioctl(0, termios.TIOCGWINSZ, bytes(_WINSIZE.size))
+        rows, cols, _, _ = _WINSIZE.unpack(raw)
         if rows and cols:
             return rows, cols
-    return DEFAULT_ROWS, DEFAULT_COLS
+    return 24, 80
 
 
 def _noop(signum: int, frame: object) -> None:
