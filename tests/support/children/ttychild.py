@@ -23,7 +23,6 @@ import os
 import signal
 import sys
 import termios
-import threading
 
 
 def say(text: str) -> None:
@@ -45,19 +44,19 @@ def probe() -> None:
 
 
 def sigint() -> None:
-    done = threading.Event()
-
     def on_int(signum: int, frame: object) -> None:
         say(f"SIGINT {os.getpid()}")
-        done.set()
+        if child == 0:
+            os._exit(0)
 
     signal.signal(signal.SIGINT, on_int)
     child = os.fork()
     say(f"ready {os.getpid()}")
-    while not done.wait(3600):
-        pass
     if child:
-        os.waitpid(child, 0)
+        os.waitpid(child, 0)  # SIGINT runs the handler, then the wait goes on
+    else:
+        while True:
+            signal.pause()
 
 
 def winch() -> None:
