@@ -7,7 +7,7 @@
 Throughput: one producer (benchmarks/producer.py: numbered 100-byte lines in
 4000-byte writes) runs under a small supervisor made of keelrun's own log path
 (Loop, LogPipes, Formatter with timestamp and prefix, Output), once on pipes
-and once on a pty (terminal.py, TtyFramer); the same consumers as run.py read
+and once on a pty (terminal.py, ttylog.py); the same consumers as run.py read
 its stdout and check the lines. The "print" rows use a Python app instead,
 print()ing the same lines: block-buffered on a pipe, line-buffered on a
 terminal, as any app behaves. Spawning: the time of the spawn call itself
@@ -52,13 +52,13 @@ def serve(kind: str, argv: list[str]) -> None:
     from keelrun.settings import ProcessTypeSettings
     from keelrun.supervisor import spawn, terminal
     from keelrun.supervisor.instance import Instance
-    from keelrun.supervisor.logpipes import LogPipes
     from keelrun.supervisor.output import Formatter, Output
+    from keelrun.supervisor.ttylog import TtyLogPipes
 
     loop = Loop()
     formatter = Formatter(json_mode=False, color=False, timestamp=True, prefix=True)
     formatter.set_names(["web.1"])
-    pipes: LogPipes | None = None
+    pipes: TtyLogPipes | None = None
     output = Output(
         on_pressure=lambda paused: pipes.set_paused(paused) if pipes else None,
         on_broken=loop.stop,
@@ -67,7 +67,7 @@ def serve(kind: str, argv: list[str]) -> None:
         ),
     )
     loop.after_iteration(output.flush)
-    pipes = LogPipes(loop, formatter, output, lambda inst, block: None)
+    pipes = TtyLogPipes(loop, formatter, output, lambda inst, block: None)
     ptype = ProcessTypeSettings(
         name="web",
         command=shlex.join(argv),
@@ -85,8 +85,7 @@ def serve(kind: str, argv: list[str]) -> None:
         master, slave, path = terminal.open_pty()
         inst.proc = terminal.spawn_on_tty(ptype.command, env, slave, path)
         os.close(slave)
-        pipes.add(inst, master, "stdout")
-        inst.streams[-1].framer = terminal.Terminal(loop, master).framer
+        pipes.add_tty(inst, terminal.Terminal(loop, master))
     else:
         out_r, out_w = spawn.make_pipe()
         err_r, err_w = spawn.make_pipe()

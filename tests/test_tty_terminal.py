@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import select
 import signal
 from pathlib import Path
 
@@ -218,4 +220,48 @@ def test_terminal_resize_and_end(ttys: TtySet) -> None:
     assert ended == ["exited"] and term.ended
     term.resize(10, 10)  # after the end: nothing, no error
     assert term.write(b"late") and term.pending_input == 0
+    assert run.exit_status() == 0
+
+
+# ------------------------------------------------------------------ read_pty
+def test_read_pty_has_the_contract_of_readv(ttys: TtySet) -> None:
+    """Nothing there: BlockingIOError; data left by an ended child: returned; then EIO."""
+    run = ttys.spawn(
+        "python3 -c \"import os, sys; sys.stdin.readline(); os.write(1, b'y' * 3000)\""
+    )
+    view = memoryview(bytearray(65536))
+    with pytest.raises(BlockingIOError):
+        terminal.read_pty(run.master, [view])
+    run.write(b"\n")  # echoed: "\r\n"
+    assert run.exit_status() == 0
+    got = b""
+    with pytest.raises(OSError) as e:
+        while True:
+            n = terminal.read_pty(run.master, [view])
+            got += view[:n].tobytes()
+    assert e.value.errno == errno.EIO
+    assert got == b"\r\n" + b"y" * 3000
+
+
+def test_read_pty_flood_in_one_buffer(ttys: TtySet) -> None:
+    """Reads go on into the same buffer while they come back big: nothing is lost."""
+    block = b"".join(b"%06d " % i + b"z" * 93 + b"\n" for i in range(2000))
+    run = ttys.spawn(
+        f'python3 -c "import os, sys\nfor _ in range(50): os.write(1, {block[:200]!r} * 1000)"'
+    )
+    view = memoryview(bytearray(65536))
+    got = bytearray()
+    sizes = []
+    while True:
+        select.select([run.master], [], [], 10)
+        try:
+            n = terminal.read_pty(run.master, [view])
+        except BlockingIOError:
+            continue
+        except OSError:
+            break
+        sizes.append(n)
+        got += view[:n]
+    assert bytes(got) == (block[:200] * 1000 * 50).replace(b"\n", b"\r\n")
+    assert max(sizes) <= len(view)
     assert run.exit_status() == 0

@@ -13,8 +13,9 @@ see benchmarks/tty.py). Other systems, where opening does not make a
 controlling terminal, take that slower path.
 
 Reading. The master is one more non-blocking fd of the loop, read by the
-log path like a pipe: EIO, which the master returns once every slave fd is
-closed, is end of file. `TtyFramer` is the framer of that stream: it turns
+log path like a pipe (with `read_pty` instead of os.readv, ttylog.py): EIO,
+which the master returns once every slave fd is closed, is end of file.
+`TtyFramer` is the framer of that stream: it turns
 the terminal's `\\r\\n` back into `\\n` (one `bytes.replace` per read), removes
 escape sequences when asked, keeps the pending line (a `(Pdb) ` prompt) for
 attach, and hands each raw read to an attached client first.
@@ -47,6 +48,9 @@ MAX_SIZE = 0xFFFF  # struct winsize holds unsigned shorts
 # Keystrokes waiting for an app that does not read its terminal: past this the
 # attached client is asked to stop sending (its connection stops being read).
 MAX_PENDING_INPUT = 64 * 1024
+
+# A read of the master this big suggests more is waiting (see read_pty).
+COALESCE_MIN = 1024
 
 _WINSIZE = struct.Struct("HHHH")
 _LONE_CR = re.compile(rb"\r(?!\n)").search
@@ -114,6 +118,27 @@ def get_winsize(fd: int) -> tuple[int, int]:
 
 
 # ---------------------------------------------------------------- reading
+def read_pty(fd: int, bufs: list[memoryview]) -> int:
+    """os.readv for a pty master: the same contract, but reads on while it pays.
+
+    A master hands out at most a few KiB per read, so a flood would cost the
+    log path one framing and formatting pass per few KiB. While reads come back
+    big, more is surely waiting: read on into the same buffer (one block, one
+    pass); a small read (a prompt, keystrokes echoed) costs no extra call.
+    BlockingIOError when nothing is there; OSError (EIO) at the end, once what
+    came before it has been returned.
+    """
+    view = bufs[0]
+    total = n = os.readv(fd, bufs)
+    while n >= COALESCE_MIN and len(view) - total >= COALESCE_MIN:
+        try:
+            n = os.readv(fd, [view[total:]])
+        except OSError:  # EAGAIN, or EIO: that is reported by the next call
+            break
+        total += n
+    return total
+
+
 class TtyFramer(LineFramer):
     """The framer of a pty master: `\\r\\n` ends a line, escapes go when ``strip``.
 

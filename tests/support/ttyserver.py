@@ -3,7 +3,7 @@
 usage: ttyserver.py SOCKET NAME=COMMAND... [--strip]
 
 Until tty instances are wired into keelrun's supervisor, this program plays
-its part with the real pieces: keelrun's Loop, LogPipes, Formatter and
+its part with the real pieces: keelrun's Loop, LogPipes (TtyLogPipes), Formatter and
 Output (lines go to stdout as `web.1   | text`, into each instance's
 history ring), terminal.py to spawn each COMMAND on a pty with the
 Terminal's framer on its stream, and attach.py's session behind a real
@@ -31,8 +31,8 @@ from keelrun.loop import Loop
 from keelrun.settings import ProcessTypeSettings
 from keelrun.supervisor import attach, spawn, terminal
 from keelrun.supervisor.instance import Instance
-from keelrun.supervisor.logpipes import LogPipes
 from keelrun.supervisor.output import Formatter, Output
+from keelrun.supervisor.ttylog import TtyLogPipes
 from support.peer import SocketPeer
 
 
@@ -47,7 +47,7 @@ class TtyServer:
             register_writable=self._register_writable,
         )
         self.loop.after_iteration(self.output.flush)
-        self.pipes = LogPipes(self.loop, self.formatter, self.output, lambda inst, block: None)
+        self.pipes = TtyLogPipes(self.loop, self.formatter, self.output, lambda inst, block: None)
         self.instances: dict[str, Instance] = {}
         self.terminals: dict[str, terminal.Terminal] = {}
         self.by_pid: dict[int, Instance] = {}
@@ -90,8 +90,7 @@ class TtyServer:
         term = terminal.Terminal(self.loop, master, strip=strip)
         # The wiring this test server stands for: the pty master is one stream
         # of the instance, read by the log path through the Terminal's framer.
-        self.pipes.add(inst, master, "stdout")
-        inst.streams[-1].framer = term.framer
+        self.pipes.add_tty(inst, term)
         self.instances[inst.name] = inst
         self.terminals[inst.name] = term
         self.by_pid[inst.pid] = inst
