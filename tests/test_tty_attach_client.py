@@ -238,8 +238,21 @@ def test_unknown_instance_is_an_input_error(
 ) -> None:
     server = Server(keelrun, tmp_path, **{"web.1": child("winch")})
     c = attach(server, clients, name="nope.1")
-    c.expect(r'keelrun: no instance "nope\.1"')
+    c.expect(r'keelrun: unknown process or type "nope\.1"')
     assert c.end() == 2
+    server.stop()
+
+
+def test_a_type_with_one_instance_may_be_named(
+    keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[Client]
+) -> None:
+    server = Server(keelrun, tmp_path, **{"web.1": child("winch"), "worker.1": child("winch")})
+    c = attach(server, clients, name="worker")
+    c.p.send("which\r")
+    c.expect(r"got: which\r\n")
+    server.line(r"^worker\.1 +\| got: which$")
+    c.p.sendcontrol("]")
+    assert c.end() == 0
     server.stop()
 
 

@@ -84,6 +84,27 @@ def _dimension(value: object, key: str) -> int:
     return value
 
 
+def choose_instance(name: str, matches: list[tuple[str, bool]]) -> str:
+    """The one instance to attach to, from what NAME resolved to: (instance, on a tty).
+
+    A type may be named when it has one instance; an instance not on a
+    terminal is an input error that says how to put it on one.
+    """
+    if not matches:
+        raise RequestError(f'"{name}" has no instance to attach to', "runtime")
+    if len(matches) > 1:
+        names = ", ".join(inst for inst, _ in matches)
+        raise RequestError(f'"{name}" has {len(matches)} instances: attach to one of {names}')
+    inst, tty = matches[0]
+    if not tty:
+        kind = inst.rsplit(".", 1)[0]
+        raise RequestError(
+            f"{inst} does not run on a terminal: set tty = true for process type"
+            f' "{kind}" (or start keelrun with --tty {kind})'
+        )
+    return inst
+
+
 def describe_client(pid: int | None, tty: str) -> str:
     """How a refusal names the attached client: "pid 4242 on /dev/pts/3"."""
     who = f"pid {pid}" if pid is not None else "a client"

@@ -135,9 +135,13 @@ class TtyServer:
             if request.get("cmd") != "attach":
                 raise RequestError(f"unknown command {request.get('cmd')!r}")
             args = attach.parse_attach_args(request.get("args", {}))
-            inst = self.instances.get(args.name)
-            if inst is None:
-                raise RequestError(f'no instance "{args.name}"')
+            # As the supervisor's resolve() does: an instance, or a type's instances.
+            matches = [
+                (n, True) for n, i in self.instances.items() if args.name in (n, i.ptype.name)
+            ]
+            if not matches:
+                raise RequestError(f'unknown process or type "{args.name}"')
+            inst = self.instances[attach.choose_instance(args.name, matches)]
             history = [line for _, _, line in inst.ring.tail(args.rows - 1)]
             session = attach.attach(
                 self.terminals[inst.name],
