@@ -4,14 +4,17 @@ behind a real Unix socket), with real tty children."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
 import termios
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -117,7 +120,7 @@ def test_keys_in_output_out_resize_and_detach(
     again.expect(r"got: hello\r\n")
     again.p.send("quit\r")
     again.expect(r"\[keelrun: web\.1 exited\]")
-    again.expect(r"keelrun: web\.1: keelrun ended the attach")
+    again.expect(r"keelrun: web\.1: keelrun closed the connection")
     assert again.end() == 1
     server.line(r"^keelrun +\| exited web\.1 status 0$")
     assert server.run.wait_exit() == 0
@@ -216,7 +219,7 @@ def test_keelrun_gone_restores_the_terminal(
     c = attach(server, clients)
     c.expect(r"size 24x80\r\n")
     server.stop()
-    c.expect(r"keelrun: web\.1: keelrun ended the attach")
+    c.expect(r"keelrun: web\.1: keelrun closed the connection")
     assert c.end() == 1
 
 
@@ -298,7 +301,7 @@ def test_a_server_of_another_uid_gets_nothing(tmp_path: Path, clients: list[Clie
             assert foreign.stdout.readline() == "listening\n"
             c = Client(path, "")
             clients.append(c)
-            c.expect(rf"keelrun: {re.escape(str(path))}: served by uid 65534, neither you nor")
+            c.expect(rf"keelrun: {re.escape(str(path))}: served by uid 65534 \(\w+\), neither you")
             assert c.end() == 1
             assert foreign.stdout.readline() == "received 0\n"
             assert foreign.wait(10) == 0
@@ -307,3 +310,31 @@ def test_a_server_of_another_uid_gets_nothing(tmp_path: Path, clients: list[Clie
             foreign.wait()
     finally:
         shutil.rmtree(where, ignore_errors=True)
+
+
+def test_a_malformed_reply_is_one_line_and_the_terminal_untouched(
+    tmp_path: Path, clients: list[Client]
+) -> None:
+    path = tmp_path / "odd.sock"
+    listener = socket.socket(socket.AF_UNIX)
+    listener.bind(str(path))
+    listener.listen(1)
+    got: list[bytes] = []
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            got.append(conn.recv(65536))
+            conn.sendall(b"<html>not json</html>\n")
+
+    server = threading.Thread(target=serve, daemon=True)
+    server.start()
+    try:
+        c = Client(path, "")
+        clients.append(c)
+        c.expect(rf"keelrun: keelrun on {re.escape(str(path))} sent a malformed reply")
+        assert c.end() == 1
+        server.join(10)
+        assert json.loads(got[0])["cmd"] == "attach"
+    finally:
+        listener.close()

@@ -54,7 +54,7 @@ def attach(sock: socket.socket, name: str, where: str) -> int:
     if status == 0:
         sys.stderr.write(f"\n[detached from {name}]\n")
     elif status < 0:
-        raise RuntimeFailure(f"{name}: keelrun ended the attach (see the notice above)")
+        raise RuntimeFailure(f"{name}: keelrun closed the connection")
     else:
         sys.stderr.write(f"\n[detached from {name}: {signal.Signals(status - 128).name}]\n")
     sys.stderr.flush()
@@ -66,7 +66,13 @@ def check_server(sock: socket.socket, where: str) -> None:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
     uid = _UCRED.unpack(creds)[1]
     if uid not in (os.getuid(), 0):
-        raise RuntimeFailure(f"{where}: served by uid {uid}, neither you nor root: refused")
+        import pwd
+
+        try:
+            owner = f"uid {uid} ({pwd.getpwuid(uid).pw_name})"
+        except KeyError:
+            owner = f"uid {uid}"
+        raise RuntimeFailure(f"{where}: served by {owner}, neither you nor root: refused")
 
 
 def _request(sock: socket.socket, name: str, where: str) -> bytes:
@@ -85,7 +91,12 @@ def _request(sock: socket.socket, name: str, where: str) -> bytes:
             raise RuntimeFailure(f"keelrun on {where} closed the connection without a reply")
         buf += data
     line, rest = buf.split(b"\n", 1)
-    reply = json.loads(line)
+    try:
+        reply = json.loads(line)
+    except ValueError:
+        reply = None
+    if not isinstance(reply, dict):
+        raise RuntimeFailure(f"keelrun on {where} sent a malformed reply")
     if not reply.get("ok"):
         message = str(reply.get("error", "attach refused"))
         if reply.get("kind") == "input":
