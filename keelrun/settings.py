@@ -21,6 +21,7 @@ DEFAULT_MAX_RESTARTS = 5
 DEFAULT_READY_TIMEOUT = 60.0
 MAX_COUNT = 10_000  # instances of one type: more is a typo, not a formation
 RELEASE_TYPE = "release"
+DEFAULT_WATCH = ("**/*.py",)  # what --watch watches for a type without its own patterns
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +48,8 @@ class ProcessTypeSettings:
     depends_on: tuple[str, ...] = ()
     ready: ReadyCheck | None = None
     ready_timeout: float = DEFAULT_READY_TIMEOUT
+    watch: tuple[str, ...] = ()  # glob patterns whose changes restart the type
+    quiet: bool = False  # its lines are kept for `keelrun logs` but not printed
 
     def port_of(self, number: int) -> int:
         """Port of instance ``type.number`` (number from 1)."""

@@ -19,11 +19,15 @@ from keelrun.config import Overrides
 from keelrun.settings import Settings
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from keelrun.loop import Loop
+    from keelrun.supervisor.commands import Commands
     from keelrun.supervisor.kernel import Kernel
     from keelrun.supervisor.lifeline import Lifeline
     from keelrun.supervisor.supervisor import Supervisor
     from keelrun.supervisor.writer import Writer
+    from keelrun.watch.session import WatchSession
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGQUIT)
 FORWARDED = (signal.SIGUSR1, signal.SIGUSR2)
@@ -138,6 +142,12 @@ def _supervise(
 
     commands = Commands(sup, overrides)
 
+    # The file watcher, when a type watches files (started once the first lines are out).
+    watch = _Watch(loop, commands, lambda: [server.address] if server is not None else [])
+    if counts is not None:
+        loop.when_idle(lambda: watch.update(sup.settings), at_most=0.2)
+        commands.on_reloaded = watch.update
+
     # 4. Signals become loop events and take the same paths as control requests.
     handlers = {sig: commands.on_signal for sig in (*STOP_SIGNALS, *FORWARDED, signal.SIGHUP)}
     handlers[signal.SIGCHLD] = lambda signum: sup.reap()
@@ -165,6 +175,7 @@ def _supervise(
             loop.when_idle(after_spawn, at_most=0.2)
         loop.run()
 
+    watch.stop()
     if server is not None:
         server.close()
     status = sup.shutdown.status or 0
@@ -172,6 +183,38 @@ def _supervise(
     lifeline.close()
     _exit_now(status)
     return status  # not reached
+
+
+class _Watch:
+    """keelrun.watch's session, imported only once some type watches files."""
+
+    def __init__(self, loop: Loop, commands: Commands, never: Callable[[], list[Path]]) -> None:
+        self.loop, self.commands, self.never = loop, commands, never
+        self.session: WatchSession | None = None
+
+    def update(self, settings: Settings) -> None:
+        if self.session is None:
+            if not any(t.watch for t in settings.types):
+                return
+            from keelrun.watch.session import WatchSession
+
+            commands = self.commands
+            self.session = WatchSession(
+                self.loop,
+                lambda c: commands.files_changed(dict(c.types), c.reload),
+                lambda message: commands.sup.events.warning(
+                    "watch_failed", f"file watch: {message}"
+                ),
+                lambda dirs: commands.sup.events.info(
+                    "watching", f"watching files in {dirs} directories", directories=dirs
+                ),
+                self.never,
+            )
+        self.session.update(settings)
+
+    def stop(self) -> None:
+        if self.session is not None:
+            self.session.stop()
 
 
 def _build(

@@ -293,7 +293,7 @@ def test_every_config_error_names_file_and_key(
     assert sorted(errors(root)) == sorted(
         [
             f"{p}.bogus: unknown key (known: env_files, env_override, formation, port, timeout, "
-            "restart, max_restarts, log_format, socket, processes)",
+            "restart, max_restarts, log_format, quiet, watch, socket, processes)",
             f'{p}.env_override: expected true or false, got "maybe"',
             f"{p}.timeout: expected a number of seconds >= 0, got -1",
             f'{p}.restart: expected one of on-failure, always, never, got "sometimes"',
@@ -301,7 +301,7 @@ def test_every_config_error_names_file_and_key(
             f"{p}.log_format: expected one of text, json, got 3",
             f"{p}.port: expected an integer 1-65535, got 0",
             f"{p}.processes.web.colour: unknown key (known: count, restart, grace, stop_signal, "
-            "depends_on, ready, ready_timeout)",
+            "depends_on, ready, ready_timeout, watch)",
             f'{p}.processes.web.count: expected an integer, got "two"',
             f'{p}.processes.web.grace: expected a number of seconds, got "x"',
             f'{p}.processes.web.stop_signal: unknown signal "FOO"',

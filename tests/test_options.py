@@ -77,6 +77,8 @@ BAD = {
     "restart": "sometimes",
     "max_restarts": "-1",
     "log_format": "xml",
+    "quiet": "not a type",
+    "watch": "sometimes",
     "socket": None,
 }
 

@@ -18,7 +18,13 @@ from keelrun.config.options import BY_NAME, CONFIG_KEYS, OPTIONS, TYPE_KEYS, Opt
 from keelrun.config.values import MAX_PORT, show, to_formation, to_port
 from keelrun.control.address import DEFAULT_NAME
 from keelrun.errors import InputError, InputErrors
-from keelrun.settings import DEFAULT_PORT, RELEASE_TYPE, ProcessTypeSettings, Settings
+from keelrun.settings import (
+    DEFAULT_PORT,
+    DEFAULT_WATCH,
+    RELEASE_TYPE,
+    ProcessTypeSettings,
+    Settings,
+)
 
 T = TypeVar("T")
 
@@ -181,6 +187,8 @@ class _Loader:
         the default of its key (keelrun/config/options.py TYPE_KEYS)."""
         inherited = {k: self.value(t.inherit) for k, t in TYPE_KEYS.items() if t.inherit}
         max_restarts = self.value("max_restarts")
+        quiet = self.named_types("quiet", [e.name for e in entries])
+        watch_all = self.value("watch")
         types: list[ProcessTypeSettings] = []
         release: ProcessTypeSettings | None = None
         for index, entry in enumerate(entries):
@@ -190,12 +198,15 @@ class _Loader:
                 for key, spec in TYPE_KEYS.items()
             }
             values["count"] = counts.get(entry.name, 1)
+            if watch_all and not values["watch"]:
+                values["watch"] = DEFAULT_WATCH
             t = ProcessTypeSettings(
                 name=entry.name,
                 command=entry.command,
                 index=index,
                 base_port=port + 100 * index,
                 max_restarts=max_restarts,
+                quiet=entry.name in quiet,
                 **values,
             )
             if entry.name == RELEASE_TYPE:
@@ -386,6 +397,15 @@ class _Loader:
                 if name in formation or ALL in formation:
                     self.count_sources[name] = where
         return result
+
+    def named_types(self, option: str, names: list[str]) -> set[str]:
+        """The types an option such as ``--quiet`` names, each checked against the Procfile."""
+        given = self.value(option) or ()
+        picked = self.pick(BY_NAME[option])
+        for name in given:
+            if names and name not in names and picked is not None:
+                self.errors.append(InputError(picked.where, _unknown_type(name, names)))
+        return set(given)
 
     def check_only_types(self, names: list[str]) -> None:
         known = [n for n in names if n != RELEASE_TYPE]

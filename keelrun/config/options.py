@@ -36,6 +36,8 @@ from keelrun.config.values import (
     to_restart,
     to_seconds,
     to_signal,
+    to_type_names,
+    to_watch,
 )
 from keelrun.settings import (
     DEFAULT_MAX_RESTARTS,
@@ -201,6 +203,25 @@ OPTIONS: tuple[Option, ...] = (
         config=False,
     ),
     Option(
+        "quiet",
+        ("-q", "--quiet"),
+        "Do not print these types' lines (kept for `keelrun logs`); repeatable or a,b.",
+        ("start",),
+        metavar="TYPE",
+        kind="multiple",
+        check=to_type_names,
+        default=(),
+    ),
+    Option(
+        "watch",
+        ("--watch",),
+        'Restart a type when its files change; types without a `watch` key watch "**/*.py".',
+        ("start",),
+        kind="flag",
+        check=to_bool,
+        default=False,
+    ),
+    Option(
         "socket",
         ("--socket",),
         "Control socket (default: <app-root>/.keelrun.sock; clients also look in parents).",
@@ -234,6 +255,7 @@ TYPE_KEYS: dict[str, TypeKey] = {
     "depends_on": TypeKey(to_names, ()),
     "ready": TypeKey(to_ready, None),
     "ready_timeout": TypeKey(to_positive_seconds, DEFAULT_READY_TIMEOUT),
+    "watch": TypeKey(to_watch, ()),
 }
 
 

@@ -138,6 +138,43 @@ def to_names(value: object, where: str) -> tuple[str, ...]:
     return tuple(cast(list[str], value))
 
 
+def to_type_names(value: object, where: str) -> tuple[str, ...]:
+    """Process type names: an array, or strings (repeated flags) of comma-separated names.
+
+    Whether each is a type of the Procfile is the loader's to check.
+    """
+    from keelrun.procfile import NAME
+
+    if isinstance(value, tuple):
+        value = list(value)
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(where, f"expected process types, got {show(value)}")
+    names = [part.strip() for v in value for part in v.split(",") if part.strip()]
+    if not names:
+        raise InputError(where, "expected at least one process type")
+    for name in names:
+        if NAME.fullmatch(name) is None:
+            raise InputError(where, f"invalid process type name {show(name)}")
+    return tuple(dict.fromkeys(names))
+
+
+def to_watch(value: object, where: str) -> tuple[str, ...]:
+    """Glob patterns relative to the app root (README "The development loop")."""
+    from keelrun.watch.globs import pattern_error  # only `re`: cheap
+
+    if isinstance(value, str):
+        value = [value]
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise InputError(where, f"expected an array of glob patterns, got {show(value)}")
+    for pattern in value:
+        problem = pattern_error(pattern)
+        if problem:
+            raise InputError(where, problem)
+    return tuple(value)
+
+
 def to_ready(value: object, where: str) -> ReadyCheck:
     if value == "port":
         return ReadyCheck("port")

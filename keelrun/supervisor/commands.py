@@ -24,6 +24,7 @@ from keelrun.supervisor.instance import Instance
 
 if TYPE_CHECKING:
     from keelrun.config import Overrides
+    from keelrun.settings import Settings
     from keelrun.supervisor.supervisor import Supervisor
 
 MAX_LOG_LINES = 100_000
@@ -48,6 +49,8 @@ class Commands:
     def __init__(self, sup: Supervisor, overrides: Overrides | None) -> None:
         self.sup = sup
         self.overrides = overrides  # to re-read the inputs on reload
+        # Told the new settings after each successful reload (the file watcher follows).
+        self.on_reloaded: Callable[[Settings], None] | None = None
 
     def handlers(self) -> dict[str, Handler]:
         """The socket's request table: each returns a reply, or None when it streams."""
@@ -96,6 +99,34 @@ class Commands:
             "signalled", f"sent {sig.name} to {', '.join(sent) or 'nothing'}", targets=sent
         )
         return sent
+
+    def files_changed(self, types: dict[str, tuple[str, ...]], reload: tuple[str, ...]) -> None:
+        """The file watcher saw changes (README "The development loop").
+
+        Procfile, .env or config changes reload first (as `keelrun reload`); then
+        each type whose files changed restarts gracefully.
+        """
+        sup = self.sup
+        if sup.shutdown.active:
+            return
+        examples = list(dict.fromkeys([*reload, *(p for ps in types.values() for p in ps)]))[:3]
+        restart = sorted(types)
+        actions = (["reloading"] if reload else []) + (
+            [f"restarting {', '.join(restart)}"] if restart else []
+        )
+        sup.events.info(
+            "files_changed",
+            f"files changed ({', '.join(examples)}): {'; '.join(actions)}",
+            paths=examples,
+            types=restart,
+            reload=bool(reload),
+        )
+        if reload:
+            with contextlib.suppress(RequestError):  # reported as reload_failed
+                self.reload({}, None)
+        for name in restart:
+            if sup.settings.type_named(name) is not None:
+                sup.restart_changed(name)
 
     # ------------------------------------------------------------- helpers
     def _names(self, args: dict[str, Any]) -> list[str]:
@@ -281,6 +312,8 @@ class Commands:
             )
             raise error from None
         summary = self.sup.apply_settings(settings, self.overrides.only_types)
+        if self.on_reloaded is not None:
+            self.on_reloaded(settings)
         return {"ok": True, "result": summary}
 
 

@@ -83,8 +83,11 @@ class LogPipes:
 
     def emit(self, stream: Stream, block: bytes) -> None:
         inst = stream.instance
-        out, lines = self.formatter.block(inst.name, stream.name, block)
-        self.writer.queue_all(out)
+        if inst.ptype.quiet:  # -q: kept for `keelrun logs`, not printed
+            lines = block.count(b"\n")
+        else:
+            out, lines = self.formatter.block(inst.name, stream.name, block)
+            self.writer.queue_all(out)
         now = time.time()
         inst.ring.append(now, stream.name, block, lines)
         if self.listeners:

@@ -1,8 +1,8 @@
 """What a reload changes: a pure comparison of the old and the new settings.
 
 A type is restarted when its command, its environment (any .env change
-restarts every type) or any of its settings but the count changed; a count
-change alone keeps the running instances (README "Commands": `keelrun reload`).
+restarts every type) or any of its settings but the count, -q and watch
+changed; a count change alone keeps the running instances (README "Commands": `keelrun reload`).
 """
 
 from __future__ import annotations
@@ -48,4 +48,6 @@ def diff_settings(old: Settings, new: Settings) -> SettingsDiff:
 
 
 def _without_count(ptype: ProcessTypeSettings) -> ProcessTypeSettings:
-    return dataclasses.replace(ptype, count=0)
+    # What does not reach the process does not restart it: its count, whether
+    # its lines are printed, which files it watches.
+    return dataclasses.replace(ptype, count=0, quiet=False, watch=())

@@ -409,6 +409,23 @@ class Supervisor:
         inst.tracker.reset()
         self._spawn(inst)
 
+    def restart_changed(self, type_name: str) -> list[Instance]:
+        """Files of the type changed: restart its instances gracefully (not a failed start).
+
+        Instances stopped by hand stay stopped; those waiting for their
+        dependencies keep waiting; one that had ended or is backing off starts now.
+        """
+        targets = [
+            i
+            for i in self.instances.values()
+            if i.ptype.name == type_name
+            and i.state not in (State.STOPPED, State.HELD)
+            and i.intent is not Intent.REMOVE
+        ]
+        for inst in targets:
+            self.restart_instance(inst)
+        return targets
+
     def apply_settings(self, new: Settings, only_types: tuple[str, ...]) -> dict[str, list[str]]:
         """Reload: restart only the types whose command, environment or settings changed."""
         diff = diff_settings(self.settings, new)
