@@ -266,3 +266,23 @@ def test_started_events_come_before_any_line(make) -> None:
     assert lines[0].startswith("keelrun  | started web.1")
     assert lines[1].startswith("keelrun  | started worker.1")
     assert lines[2] == "web.1    | first line"
+
+
+def test_scaling_past_a_hundred_warns_of_shared_ports(make) -> None:
+    h = make("web: app\nworker: job\n")
+    h.start()
+    h.commands.scale({"changes": ["web=101"]})
+    warned = [e for e in h.events() if "both get port" in e]
+    assert warned == [
+        "web.101 and worker.1 both get port 5100: type k's ports start at base + 100·k, "
+        "so more than 100 instances of a type reach the next type's ports"
+    ]
+    h.commands.scale({"changes": ["worker=2"]})  # still shared: said again for this scale
+    assert len([e for e in h.events() if "both get port" in e]) == 2
+
+
+def test_scale_of_an_unknown_type_suggests_the_closest(make) -> None:
+    h = make("web: app\nworker: job\n")
+    h.start()
+    with pytest.raises(RequestError, match=r'no process type "wroker".*did you mean "worker"'):
+        h.commands.scale({"changes": ["wroker=2"]})

@@ -188,7 +188,9 @@ class Commands:
         self._not_stopping()
         for name, _op, _n in parsed:
             if sup.settings.type_named(name) is None:
-                raise RequestError(f'unknown process type "{name}"')
+                from keelrun.formation import unknown_type
+
+                raise RequestError(unknown_type(name, [t.name for t in sup.settings.types]))
         targets: dict[str, tuple[int, int]] = {}
         for name, op, n in parsed:
             current = sup.count_of(name)
@@ -203,7 +205,19 @@ class Commands:
             result[name] = {"from": current, "to": target}
             if wanted < 0:
                 result[name]["clamped"] = True  # asked for fewer than none
+        self._warn_port_overlaps(list(targets))
         return {"ok": True, "result": result}
+
+    def _warn_port_overlaps(self, scaled: list[str]) -> None:
+        """Past 100 instances a type's ports run into the next type's: say so."""
+        from keelrun.formation import port_overlaps
+
+        sup = self.sup
+        counts = {t.name: sup.count_of(t.name) for t in sup.settings.types}
+        for overlap in port_overlaps(sup.settings.types, counts):
+            if overlap.lower in scaled or overlap.upper in scaled:
+                types = [overlap.lower, overlap.upper]
+                sup.events.warning("ports_shared", overlap.message(), types=types)
 
     def stop(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         names = self._names(args)
