@@ -47,6 +47,7 @@ class ProcessTypeSettings:
     depends_on: tuple[str, ...] = ()
     ready: ReadyCheck | None = None
     ready_timeout: float = DEFAULT_READY_TIMEOUT
+    tty: bool = False  # on a pseudo-terminal of its own (README "Terminals")
 
     def port_of(self, number: int) -> int:
         """Port of instance ``type.number`` (number from 1)."""

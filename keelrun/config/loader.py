@@ -181,6 +181,7 @@ class _Loader:
         the default of its key (keelrun/config/options.py TYPE_KEYS)."""
         inherited = {k: self.value(t.inherit) for k, t in TYPE_KEYS.items() if t.inherit}
         max_restarts = self.value("max_restarts")
+        on_tty = self.tty_types([e.name for e in entries])
         types: list[ProcessTypeSettings] = []
         release: ProcessTypeSettings | None = None
         for index, entry in enumerate(entries):
@@ -190,6 +191,8 @@ class _Loader:
                 for key, spec in TYPE_KEYS.items()
             }
             values["count"] = counts.get(entry.name, 1)
+            if entry.name in on_tty:
+                values["tty"] = True
             t = ProcessTypeSettings(
                 name=entry.name,
                 command=entry.command,
@@ -212,6 +215,14 @@ class _Loader:
                     )
                 )
         return types, release
+
+    def tty_types(self, names: list[str]) -> set[str]:
+        """The types ``--tty`` puts on a terminal, whatever their config says."""
+        wanted = self.value("tty") or ()
+        for name in wanted:
+            if names and name not in names:
+                self.errors.append(InputError(BY_NAME["tty"].flag, _unknown_type(name, names)))
+        return set(wanted)
 
     def check_keys(self, table: Mapping[str, Any], allowed: tuple[str, ...], at: tuple[str, ...]):
         assert self.config is not None

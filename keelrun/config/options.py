@@ -36,6 +36,7 @@ from keelrun.config.values import (
     to_restart,
     to_seconds,
     to_signal,
+    to_type_names,
 )
 from keelrun.settings import (
     DEFAULT_MAX_RESTARTS,
@@ -50,7 +51,7 @@ Kind = Literal["value", "multiple", "flag", "switch"]
 
 # Commands that read the app's inputs, and those that talk to a running keelrun.
 INPUT_COMMANDS = ("start", "check", "run", "release", "export")
-CLIENT_COMMANDS = ("scale", "ps", "stop", "restart", "signal", "logs", "reload", "top")
+CLIENT_COMMANDS = ("scale", "ps", "stop", "restart", "signal", "logs", "reload", "top", "attach")
 
 
 class Option(NamedTuple):
@@ -201,6 +202,17 @@ OPTIONS: tuple[Option, ...] = (
         config=False,
     ),
     Option(
+        "tty",
+        ("--tty",),
+        "Run TYPE on a terminal of its own, as tty = true (repeatable or comma-separated).",
+        ("start",),
+        metavar="TYPE",
+        kind="multiple",
+        check=to_type_names,
+        env=False,
+        config=False,
+    ),
+    Option(
         "socket",
         ("--socket",),
         "Control socket (default: <app-root>/.keelrun.sock; clients also look in parents).",
@@ -234,6 +246,7 @@ TYPE_KEYS: dict[str, TypeKey] = {
     "depends_on": TypeKey(to_names, ()),
     "ready": TypeKey(to_ready, None),
     "ready_timeout": TypeKey(to_positive_seconds, DEFAULT_READY_TIMEOUT),
+    "tty": TypeKey(to_bool, False),
 }
 
 

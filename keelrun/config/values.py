@@ -138,6 +138,18 @@ def to_names(value: object, where: str) -> tuple[str, ...]:
     return tuple(cast(list[str], value))
 
 
+def to_type_names(value: object, where: str) -> tuple[str, ...]:
+    """Process types from repeated flags, each maybe comma-separated (``--tty web,worker``)."""
+    if isinstance(value, str):
+        value = (value,)
+    if not isinstance(value, tuple | list) or not all(isinstance(v, str) for v in value):
+        raise InputError(where, f"expected process types, got {show(value)}")
+    names = tuple(n.strip() for v in value for n in v.split(","))
+    if not all(names):
+        raise InputError(where, f"empty process type in {show(','.join(value))}")
+    return names
+
+
 def to_ready(value: object, where: str) -> ReadyCheck:
     if value == "port":
         return ReadyCheck("port")

@@ -135,7 +135,10 @@ class Supervisor:
         env = instance_env(self.settings, spec)
         env.update(self.extra_env)
         try:
-            child = self.kernel.spawn(inst.command, env)
+            if inst.ptype.tty:
+                child = self.kernel.spawn_tty(inst.command, env)
+            else:
+                child = self.kernel.spawn(inst.command, env)
         except OSError as e:
             # keelrun could not start it (out of fds, processes, memory): the
             # app did not fail, so this is retried with back-off and does not
@@ -158,8 +161,11 @@ class Supervisor:
         inst.intent = Intent.NONE
         inst.killed = False
         self.by_pid[child.pid] = inst
-        self.pipes.add(inst, child.stdout, "stdout")
-        self.pipes.add(inst, child.stderr, "stderr")
+        if inst.ptype.tty:
+            self.pipes.add_tty(inst, child.stdout)
+        else:
+            self.pipes.add(inst, child.stdout, "stdout")
+            self.pipes.add(inst, child.stderr, "stderr")
         self.readiness.begin(inst)
         if announce:
             self._announce_start(inst)
@@ -219,6 +225,8 @@ class Supervisor:
             self.kernel.reaped(inst.child, status)
             inst.child = None
         self.pipes.drain(inst)
+        if inst.terminal is not None:
+            inst.terminal.close("exited")  # an attached client is let go; lines still flow
         inst.pid = None
         inst.cancel_timers()
         inst.log_ready = None
@@ -339,6 +347,8 @@ class Supervisor:
     # -------------------------------------------------------------- commands
     def _remove(self, inst: Instance) -> None:
         inst.cancel_timers()
+        if inst.terminal is not None:
+            inst.terminal.close("removed")
         self.pipes.close_all(inst)
         self.instances.pop(inst.name, None)
         self._names_changed()
