@@ -150,7 +150,7 @@ def test_a_killed_client_leaves_the_instance_running(
     assert run.wait_exit() == 0
 
 
-@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP])
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP, signal.SIGINT, signal.SIGQUIT])
 def test_a_signal_to_the_client_restores_the_terminal(
     keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[Attach], sig: signal.Signals
 ) -> None:
