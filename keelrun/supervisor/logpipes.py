@@ -24,6 +24,7 @@ from keelrun.supervisor.instance import Instance, Stream, close_stream
 from keelrun.supervisor.writer import Writer
 
 if TYPE_CHECKING:
+    from keelrun.supervisor.kernel import Child
     from keelrun.supervisor.terminal import Terminal
 
 # Reads stay small on purpose: a 64 KiB block is formatted and written while
@@ -64,6 +65,14 @@ class LogPipes:
         else:
             self.loop.add_reader(fd, self._callback(stream))
         return stream
+
+    def add_child(self, inst: Instance, child: Child) -> None:
+        """The output of the instance's new process: its pipes, or its pty (tty types)."""
+        if inst.ptype.tty:
+            self.add_tty(inst, child.stdout)
+        else:
+            self.add(inst, child.stdout, "stdout")
+            self.add(inst, child.stderr, "stderr")
 
     def add_tty(self, inst: Instance, master: int) -> Terminal:
         """The pty master of a tty instance: its Terminal (``inst.terminal``) and one

@@ -135,10 +135,8 @@ class Supervisor:
         env = instance_env(self.settings, spec)
         env.update(self.extra_env)
         try:
-            if inst.ptype.tty:
-                child = self.kernel.spawn_tty(inst.command, env)
-            else:
-                child = self.kernel.spawn(inst.command, env)
+            spawn = self.kernel.spawn_tty if inst.ptype.tty else self.kernel.spawn
+            child = spawn(inst.command, env)
         except OSError as e:
             # keelrun could not start it (out of fds, processes, memory): the
             # app did not fail, so this is retried with back-off and does not
@@ -161,11 +159,7 @@ class Supervisor:
         inst.intent = Intent.NONE
         inst.killed = False
         self.by_pid[child.pid] = inst
-        if inst.ptype.tty:
-            self.pipes.add_tty(inst, child.stdout)
-        else:
-            self.pipes.add(inst, child.stdout, "stdout")
-            self.pipes.add(inst, child.stderr, "stderr")
+        self.pipes.add_child(inst, child)
         self.readiness.begin(inst)
         if announce:
             self._announce_start(inst)
