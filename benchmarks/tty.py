@@ -1,18 +1,20 @@
-"""A tty instance next to a pipe instance: log throughput, spawn cost, framing cost.
+"""A tty instance next to a pipe instance under a real `keelrun start`.
 
     python benchmarks/tty.py               # one run, about half a minute
     python benchmarks/tty.py --quick       # a smoke run
     python benchmarks/tty.py --json PATH   # raw figures too
 
-Throughput: one producer (benchmarks/producer.py: numbered 100-byte lines in
-4000-byte writes) runs under a small supervisor made of keelrun's own log path
-(Loop, LogPipes, LogFormatter with timestamp and prefix, Writer), once on pipes
-and once on a pty (terminal.py, ttylog.py); the same consumers as run.py read
-its stdout and check the lines. The "print" rows use a Python app instead,
-print()ing the same lines: block-buffered on a pipe, line-buffered on a
-terminal, as any app behaves. Spawning: the time of the spawn call itself
-(Popen returns once the child has exec'd), pipes against a pty, and against
-the rejected alternative of a preexec_fn taking the controlling terminal.
+Throughput: the same workload runs as the one process of `web` under
+`python -m keelrun start` (this checkout; text output with time and prefix,
+no colour), once on pipes and once with `--tty web`; keelrun's stdout is a
+1 MiB pipe read by run.py's consumers, which check the lines. Workloads:
+"writes" is benchmarks/producer.py (numbered 100-byte lines in 4000-byte
+writes); "print" is a Python app print()ing the same lines: block-buffered on
+a pipe, line-buffered on a terminal, as any app behaves. The "raw" columns
+read the app's pipe or pty master directly, without keelrun: the kernel's
+own limit. Spawning: the time of the spawn call itself (Popen returns once
+the child has exec'd), pipes against a pty, and against the rejected
+alternative of a preexec_fn taking the controlling terminal.
 """
 
 from __future__ import annotations
@@ -21,12 +23,11 @@ import argparse
 import fcntl
 import json
 import os
-import selectors
 import shlex
-import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import termios
 import time
 from pathlib import Path
@@ -37,79 +38,17 @@ if __package__ in (None, ""):  # run as a script: make `benchmarks` and `keelrun
 from benchmarks import consumers
 from benchmarks.producer import PAYLOAD
 
+REPO = Path(__file__).resolve().parent.parent
 PRODUCER = Path(__file__).with_name("producer.py")
 F_SETPIPE_SZ = 1031
+# One line, so that it fits a Procfile.
 PRINTER = (
-    "import sys\npayload = sys.argv[2]\n"
-    "for i in range(int(sys.argv[1])): print(f'p0 {i:012d} {payload}')\nprint('p0 DONE')\n"
+    "import sys; p = sys.argv[2]; "
+    "[print(f'p0 {i:012d} {p}') for i in range(int(sys.argv[1]))]; print('p0 DONE')"
 )
 
 
-# ------------------------------------------------------------ the supervisor
-def serve(kind: str, argv: list[str]) -> None:
-    """Run argv as one instance on pipes or a pty through keelrun's log path."""
-    from keelrun.logformat import LogFormatter
-    from keelrun.loop import Loop
-    from keelrun.settings import ProcessTypeSettings
-    from keelrun.supervisor import spawn, terminal
-    from keelrun.supervisor.instance import Instance
-    from keelrun.supervisor.ttylog import TtyLogPipes
-    from keelrun.supervisor.writer import Writer
-
-    loop = Loop()
-    formatter = LogFormatter(json_mode=False, color=False, timestamp=True, prefix=True)
-    formatter.set_names(["web.1"])
-    pipes: TtyLogPipes | None = None
-    output = Writer(
-        on_pressure=lambda paused: pipes.set_paused(paused) if pipes else None,
-        on_broken=loop.stop,
-        register_writable=lambda fd, on: loop.set_events(
-            fd, selectors.EVENT_WRITE if on else 0, output.on_writable
-        ),
-    )
-    loop.after_iteration(output.flush)
-    pipes = TtyLogPipes(loop, formatter, output)
-    ptype = ProcessTypeSettings(
-        name="web",
-        command=shlex.join(argv),
-        index=0,
-        count=1,
-        base_port=5000,
-        restart="never",
-        max_restarts=0,
-        grace=5.0,
-        stop_signal=signal.SIGTERM,
-    )
-    inst = Instance(ptype, 1)
-    env = dict(os.environ)
-    if kind == "tty":
-        master, slave, path = terminal.open_pty()
-        inst.proc = terminal.spawn_on_tty(ptype.command, env, slave, path)
-        os.close(slave)
-        pipes.add_tty(inst, terminal.Terminal(loop, master))
-    else:
-        out_r, out_w = spawn.make_pipe()
-        err_r, err_w = spawn.make_pipe()
-        inst.proc = spawn.spawn_shell(ptype.command, env, out_w, err_w)
-        spawn.close_quietly(out_w, err_w)
-        pipes.add(inst, out_r, "stdout")
-        pipes.add(inst, err_r, "stderr")
-
-    def reap(signum: int) -> None:
-        with_status = os.waitpid(inst.proc.pid, os.WNOHANG)  # the one child
-        if with_status[0]:
-            spawn.reaped(inst.proc, with_status[1])
-            pipes.drain(inst)
-            pipes.close_all(inst)
-            loop.stop()
-
-    with loop.signals({signal.SIGCHLD: reap}):
-        reap(signal.SIGCHLD)
-        if inst.proc.returncode is None:
-            loop.run()
-    output.drain(time.monotonic() + 30)
-
-
+# --------------------------------------------------------------- keelrun start
 def workload_argv(workload: str, lines: int) -> list[str]:
     if workload == "writes":
         return [sys.executable, str(PRODUCER), "0", str(lines), "--exit"]
@@ -117,18 +56,27 @@ def workload_argv(workload: str, lines: int) -> list[str]:
 
 
 def flood(kind: str, workload: str, lines: int, consumer: str) -> consumers.FloodStats:
-    """The workload under the small supervisor; its stdout read by the consumer."""
+    """The workload as `web` under `keelrun start` (``--tty web`` for kind "tty")."""
     argv = workload_argv(workload, lines)
-    proc = subprocess.Popen(
-        [sys.executable, __file__, "--serve", kind, "--", *argv], stdout=subprocess.PIPE
-    )
-    assert proc.stdout is not None
-    fd = proc.stdout.fileno()
-    fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)  # the consumer's pipe is 1 MiB, as in run.py
-    read = consumers.drain if consumer == "drain" else consumers.parse
-    stats = read(fd, 1, lines, 10.0)
-    proc.stdout.read()
-    proc.wait(30)
+    with tempfile.TemporaryDirectory(prefix="keelrun-bench-tty-") as root:
+        Path(root, "Procfile").write_text(f"web: {shlex.join(argv)}\n")
+        cmd = [sys.executable, "-m", "keelrun", "start", "-d", root, "--no-color"]
+        if kind == "tty":
+            cmd += ["--tty", "web"]
+        path = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
+        env = {**os.environ, "PYTHONPATH": path}
+        env.pop("KEELRUN_SOCKET", None)
+        proc = subprocess.Popen(
+            cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, env=env, cwd=root
+        )
+        assert proc.stdout is not None
+        fd = proc.stdout.fileno()
+        fcntl.fcntl(fd, F_SETPIPE_SZ, 1 << 20)  # the consumer's pipe is 1 MiB, as in run.py
+        read = consumers.drain if consumer == "drain" else consumers.parse
+        stats = read(fd, 1, lines, 10.0)
+        proc.stdout.read()
+        if proc.wait(30) != 0:
+            stats.notes.append(f"keelrun exited with status {proc.returncode}")
     return stats
 
 
@@ -240,21 +188,17 @@ def _k(rate: float | None) -> str:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    ap.add_argument("--serve", choices=("pipe", "tty"), help=argparse.SUPPRESS)
     ap.add_argument("--quick", action="store_true", help="small sizes: a smoke run")
     ap.add_argument("--lines", type=int, help="lines per throughput run (default 1,000,000)")
     ap.add_argument("--json", help="write the figures to this file")
-    ap.add_argument("argv", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args()
-    if args.serve:
-        serve(args.serve, args.argv)
-        return
     lines = args.lines or (20_000 if args.quick else 1_000_000)
     figures: dict[str, object] = {"lines": lines}
-    print(f"log throughput, {lines:,} lines of 100 bytes, klines/s; raw: no supervisor")
+    print(f"log throughput under keelrun start, {lines:,} lines of 100 bytes, klines/s")
+    print("(raw: the consumer reads the app's pipe or pty itself, no keelrun)")
     print(
-        f"{'workload':26} {'pipe raw':>9} {'pipe':>7} {'pty raw':>8} {'pty':>7}"
-        f" {'pty/pipe':>9} {'pty/pty raw':>12}"
+        f"{'workload':26} {'pipe raw':>9} {'pipe':>7} {'pty raw':>8} {'tty':>7}"
+        f" {'tty/pipe':>9} {'tty/pty raw':>12}"
     )
     for workload, consumer in (("writes", "drain"), ("writes", "parse"), ("print", "drain")):
         row: dict[str, float | None] = {}

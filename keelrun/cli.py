@@ -214,6 +214,16 @@ def reload(app_root: str | None, socket: str | None) -> None:
     sys.exit(reload_command(app_root, socket))
 
 
+@cli.command(context_settings=CONTEXT)
+@click.argument("name", metavar="NAME")
+@_options("attach")
+def attach(name: str, app_root: str | None, socket: str | None) -> None:
+    """Join this terminal to a tty instance (web.1, or a type of one instance); Ctrl-] detaches."""
+    from keelrun.control.attach_client import attach_command
+
+    sys.exit(attach_command(app_root, socket, name))
+
+
 # ---- keelrun top: a live view over the same socket (keelrun/top/) ----
 
 

@@ -50,6 +50,7 @@ class ProcessTypeSettings:
     ready_timeout: float = DEFAULT_READY_TIMEOUT
     watch: tuple[str, ...] = ()  # glob patterns whose changes restart the type
     quiet: bool = False  # its lines are kept for `keelrun logs` but not printed
+    tty: bool = False  # on a pseudo-terminal of its own (README "Terminals")
 
     def port_of(self, number: int) -> int:
         """Port of instance ``type.number`` (number from 1)."""

@@ -251,6 +251,7 @@ def _build(
     writer = Writer(on_pressure, on_broken, register_writable)
     loop.after_iteration(writer.flush)
     pipes = LogPipes(loop, formatter, writer)
+    pipes.strip_escapes = settings.log_format == "json" or not os.isatty(1)
     events = Events(formatter, writer.queue)
     sup = Supervisor(settings, loop, events, pipes, kernel, extra_env=lifeline.env)
     return sup, writer

@@ -1,4 +1,5 @@
-"""benchmarks/tty.py runs end to end (a tiny flood) and loses no line on either path."""
+"""benchmarks/tty.py runs end to end (a tiny flood under keelrun start, on pipes and on a
+pty) and loses no line on either path."""
 
 from __future__ import annotations
 
@@ -32,4 +33,4 @@ def test_tty_benchmark_runs(tmp_path: Path) -> None:
         assert set(figures[row]) == {"pipe", "pipe raw", "tty", "tty raw"}
         assert all(rate > 0 for rate in figures[row].values())
     assert set(figures["spawn_us"]) == {"pipes", "pty", "pty, preexec_fn"}
-    assert "pty/pipe" in proc.stdout
+    assert "tty/pipe" in proc.stdout

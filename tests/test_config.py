@@ -274,6 +274,7 @@ stop_signal = "FOO"
 depends_on = ["nope", "release"]
 ready = "log:("
 ready_timeout = 0
+tty = "yes please"
 colour = "red"
 
 [tool.keelrun.processes.ghost]
@@ -301,13 +302,14 @@ def test_every_config_error_names_file_and_key(
             f"{p}.log_format: expected one of text, json, got 3",
             f"{p}.port: expected an integer 1-65535, got 0",
             f"{p}.processes.web.colour: unknown key (known: count, restart, grace, stop_signal, "
-            "depends_on, ready, ready_timeout, watch)",
+            "depends_on, ready, ready_timeout, watch, tty)",
             f'{p}.processes.web.count: expected an integer, got "two"',
             f'{p}.processes.web.grace: expected a number of seconds, got "x"',
             f'{p}.processes.web.stop_signal: unknown signal "FOO"',
             f"{p}.processes.web.ready: invalid regular expression: missing ), unterminated "
             "subpattern at position 0",
             f"{p}.processes.web.ready_timeout: expected a number of seconds > 0, got 0",
+            f'{p}.processes.web.tty: expected true or false, got "yes please"',
             f'{p}.processes.ghost: no process type "ghost" in the Procfile '
             "(types: web, worker, clock)",
             f"{p}.processes.release.count: release is not part of the formation",

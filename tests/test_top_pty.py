@@ -122,3 +122,30 @@ def test_top_needs_a_terminal(tmp_path: Path) -> None:
     r = run_keelrun("top", cwd=tmp_path)
     assert r.returncode == 2, r
     assert r.stderr == "keelrun: keelrun top: needs a terminal (stdin and stdout)\n"
+
+
+def test_a_attaches_to_the_selected_tty_instance_and_top_comes_back(runner: Runner) -> None:
+    from support.ttys import child
+
+    k = runner.start(runner.app(f"web: {child('winch')}\nworker: {TRAPPING}\n"), "--tty", "web")
+    k.wait_for_line(r"web\.1 +\| size 24x80$")
+    top = spawn_top(k)
+    try:
+        top.expect(rb"web\.1: latest lines, following")  # the first row is selected
+        top.send("a")  # top hands its terminal to `keelrun attach web.1`
+        top.expect(rb"size 30x110\r\n")  # the app follows the attaching terminal
+        top.send("hi\r")
+        top.expect(rb"got: hi\r\n")
+        top.sendcontrol("]")
+        top.expect(rb"\[detached from web\.1\]")  # top's status line, once it is back
+        k.wait_for_line(r"keelrun +\| pid \d+ on /dev/pts/\d+ detached from web\.1$")
+        top.send("\x1b[B")  # down: worker.1, on pipes
+        top.expect(rb"worker\.1: latest lines, following")
+        top.send("a")
+        top.expect(rb"worker\.1 does not run on a terminal")
+        assert quit_top(top) == 0
+    finally:
+        if top.isalive():
+            top.terminate(force=True)
+    k.wait_for_line(r"web\.1 +\| got: hi$")
+    assert k.proc.poll() is None

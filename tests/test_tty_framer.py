@@ -27,16 +27,23 @@ def test_cr_at_the_end_of_one_read_and_lf_at_the_start_of_the_next() -> None:
     assert fr.finish() == b"three\n"
 
 
-def test_a_lone_cr_stays_in_the_line() -> None:
-    """A progress bar redraws with \\r: only \\r\\n and \\n end lines."""
-    assert feed_all(TtyFramer(), [b"10%\r", b"50%\r100%\r\n"]) == b"10%\r50%\r100%\n"
-
-
-def test_cr_cr_lf_keeps_one_cr_as_a_pipe_would() -> None:
-    """An app writing \\r\\n on a terminal (ONLCR) sends \\r\\r\\n: the line keeps its \\r,
-    exactly as it would reading the app's pipe."""
+def test_a_lone_cr_keeps_the_last_state_of_the_line() -> None:
+    """A progress bar redraws with \\r: only \\r\\n and \\n end lines, and the line
+    logged is what the bar shows last."""
     fr = TtyFramer()
-    assert feed_all(fr, [b"x\r\r", b"\n"]) == b"x\r\n"
+    assert fr.feed(b"10%\r") == b""
+    assert fr.pending == b"10%\r"  # as read: an attached terminal redraws it itself
+    assert fr.feed(b"50%\r100%\r\nnext\r\n") == b"100%\nnext\n"
+    assert feed_all(TtyFramer(), [b"bar 9%\r\x1b[Kdone\n"]) == b"\x1b[Kdone\n"
+    assert feed_all(TtyFramer(strip=True), [b"bar 9%\r\x1b[Kdone\n"]) == b"done\n"
+    assert feed_all(TtyFramer(), [b"a\rb\r", b"c"]) == b"c\n"  # the last line too
+
+
+def test_cr_cr_lf_is_one_line_end() -> None:
+    """An app writing \\r\\n on a terminal (ONLCR) sends \\r\\r\\n: one line end."""
+    fr = TtyFramer()
+    assert feed_all(fr, [b"x\r\r", b"\n"]) == b"x\n"
+    assert feed_all(TtyFramer(), [b"\r\r\n"]) == b"\n"
 
 
 def test_prompt_stays_pending_until_its_line_ends() -> None:
@@ -88,6 +95,11 @@ _line = st.lists(st.sampled_from([b"a", b"\r", b"\xc3", b"\x1b", b"\xff"]), max_
 )
 
 
+def _shown(text: bytes) -> bytes:
+    """A line as a terminal leaves it: its last piece between carriage returns."""
+    return next((p for p in reversed(text.split(b"\r")) if p), b"")
+
+
 def _ending(text: bytes, end: bytes) -> tuple[bytes, bytes]:
     # A text ending in \r followed by \n *is* a \r\n line end, as on any terminal.
     return (text.rstrip(b"\r") if end == b"\n" else text), end
@@ -108,5 +120,6 @@ def test_any_reads_give_the_lines(
     while i < len(stream):
         reads.append(stream[i : i + sizes[k % len(sizes)]])
         i, k = i + sizes[k % len(sizes)], k + 1
-    expected = b"".join(text + b"\n" for text, _ in lines) + (last + b"\n" if last else b"")
+    expected = b"".join(_shown(text) + b"\n" for text, _ in lines)
+    expected += _shown(last) + b"\n" if last else b""
     assert feed_all(TtyFramer(), reads) == expected

@@ -189,6 +189,7 @@ class _Loader:
         max_restarts = self.value("max_restarts")
         quiet = self.named_types("quiet", [e.name for e in entries])
         watch_all = self.value("watch")
+        on_tty = self.named_types("tty", [e.name for e in entries])
         types: list[ProcessTypeSettings] = []
         release: ProcessTypeSettings | None = None
         for index, entry in enumerate(entries):
@@ -200,6 +201,8 @@ class _Loader:
             values["count"] = counts.get(entry.name, 1)
             if watch_all and not values["watch"]:
                 values["watch"] = DEFAULT_WATCH
+            if entry.name in on_tty:
+                values["tty"] = True
             t = ProcessTypeSettings(
                 name=entry.name,
                 command=entry.command,

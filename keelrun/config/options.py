@@ -52,7 +52,7 @@ Kind = Literal["value", "multiple", "flag", "switch"]
 
 # Commands that read the app's inputs, and those that talk to a running keelrun.
 INPUT_COMMANDS = ("start", "check", "run", "release", "export")
-CLIENT_COMMANDS = ("scale", "ps", "stop", "restart", "signal", "logs", "reload", "top")
+CLIENT_COMMANDS = ("scale", "ps", "stop", "restart", "signal", "logs", "reload", "top", "attach")
 
 
 class Option(NamedTuple):
@@ -213,6 +213,18 @@ OPTIONS: tuple[Option, ...] = (
         default=(),
     ),
     Option(
+        "tty",
+        ("--tty",),
+        "Run TYPE on a terminal of its own, as tty = true (repeatable or comma-separated).",
+        ("start",),
+        metavar="TYPE",
+        kind="multiple",
+        check=to_type_names,
+        default=(),
+        env=False,
+        config=False,
+    ),
+    Option(
         "watch",
         ("--watch",),
         'Restart a type when its files change; types without a `watch` key watch "**/*.py".',
@@ -256,6 +268,7 @@ TYPE_KEYS: dict[str, TypeKey] = {
     "ready": TypeKey(to_ready, None),
     "ready_timeout": TypeKey(to_positive_seconds, DEFAULT_READY_TIMEOUT),
     "watch": TypeKey(to_watch, ()),
+    "tty": TypeKey(to_bool, False),
 }
 
 

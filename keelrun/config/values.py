@@ -151,9 +151,9 @@ def to_type_names(value: object, where: str) -> tuple[str, ...]:
         value = [value]
     if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
         raise InputError(where, f"expected process types, got {show(value)}")
-    names = [part.strip() for v in value for part in v.split(",") if part.strip()]
-    if not names:
-        raise InputError(where, "expected at least one process type")
+    names = [part.strip() for v in value for part in v.split(",")]
+    if not all(names):
+        raise InputError(where, f"empty process type in {show(','.join(value))}")
     for name in names:
         if NAME.fullmatch(name) is None:
             raise InputError(where, f"invalid process type name {show(name)}")

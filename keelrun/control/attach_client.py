@@ -47,7 +47,7 @@ def attach(sock: socket.socket, name: str, where: str) -> int:
     """Attach over a socket Client.connect checked (its server is this user's or
     root's: keystrokes go nowhere else); the exit status (0 after Ctrl-])."""
     try:
-        early = _request(sock, name, where)
+        early, name = _request(sock, name, where)
         status = relay(sock, early)
     finally:
         sock.close()
@@ -61,8 +61,9 @@ def attach(sock: socket.socket, name: str, where: str) -> int:
     return max(status, 0)
 
 
-def _request(sock: socket.socket, name: str, where: str) -> bytes:
-    """Send the attach request; return the bytes that came after a good reply."""
+def _request(sock: socket.socket, name: str, where: str) -> tuple[bytes, str]:
+    """Send the attach request; return the bytes that came after a good reply, and the
+    instance's name (NAME may have been its type)."""
     rows, cols = terminal_size()
     args = {"name": name, "rows": rows, "cols": cols, "tty": os.ttyname(0)}
     sock.sendall((json.dumps({"v": 1, "cmd": "attach", "args": args}) + "\n").encode())
@@ -88,7 +89,9 @@ def _request(sock: socket.socket, name: str, where: str) -> bytes:
         if reply.get("kind") == "input":
             raise InputError("", message)
         raise RuntimeFailure(message)
-    return rest
+    result = reply.get("result")
+    attached = result.get("name") if isinstance(result, dict) else None
+    return rest, attached if isinstance(attached, str) and attached else name
 
 
 def terminal_size() -> tuple[int, int]:

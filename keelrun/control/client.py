@@ -24,6 +24,7 @@ class Client:
     def __init__(self, app_root: str | None, socket_path: str | None) -> None:
         self.target = locate(app_root, socket_path)
         self.path: Path = self.target.path
+        self.address: Path | None = None  # where the last connect found keelrun
 
     def request(self, cmd: str, args: dict[str, Any], follow: bool = False) -> Iterator[dict]:
         """Send one request; yield every reply line as a dict."""
@@ -65,6 +66,7 @@ class Client:
             sock = self._connect_to(address)
             if sock is not None:
                 _check_server(sock, address)
+                self.address = address
                 return sock
         raise RuntimeFailure(self._nobody_message())
 

@@ -21,6 +21,16 @@ MAX_PENDING_REPLY = 4 * 1024 * 1024  # a follower that falls this far behind is 
 _UCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 
 
+def peer_pid(sock: socket.socket) -> int | None:
+    """The pid of the process at the other end of a Unix socket (SO_PEERCRED)."""
+    try:
+        creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except (OSError, AttributeError):
+        return None
+    pid, _uid, _gid = _UCRED.unpack(creds)
+    return int(pid) or None
+
+
 def peer_uid(sock: socket.socket) -> int | None:
     """The uid of the process at the other end of a Unix socket (SO_PEERCRED)."""
     try:

@@ -26,6 +26,7 @@ from keelrun.control.protocol import (
     MAX_PENDING_REPLY,
     MAX_REQUEST,
     VERSION,
+    peer_pid,
     peer_uid,
 )
 from keelrun.errors import InputError, RequestError, RuntimeFailure
@@ -60,10 +61,14 @@ class Connection:
         self.closing = False  # close once the output is flushed
         self.closed = False
         self.on_close: Callable[[], None] | None = None
+        # A session after the request (attach): gets every byte that follows the
+        # request line; the client's end of file then closes the connection.
+        self.on_data: Callable[[bytes], None] | None = None
         self.idle: Timer | None = server.loop.call_later(IDLE_TIMEOUT, self._idle_timeout)
         self._events = 0
         self.busy = False  # a request was taken
         self.read_closed = False  # the peer shut down its sending side
+        self.reading = True  # set_reading(False): back-pressure on what the client sends
 
     # -- reading ----------------------------------------------------------
     def on_event(self, mask: int) -> None:
@@ -88,7 +93,7 @@ class Connection:
             self.close()
             return
         if not data:
-            if self.busy:
+            if self.busy and self.on_data is None:
                 # Half-closed after its request: the reply is still owed.
                 self.read_closed = True
                 self._flush()
@@ -96,6 +101,8 @@ class Connection:
                 self.close()
             return
         if self.busy:
+            if self.on_data is not None:
+                self.on_data(data)
             return  # one request per connection; input after it is ignored
         self.inbuf += data
         nl = self.inbuf.find(b"\n")
@@ -103,7 +110,7 @@ class Connection:
             if len(self.inbuf) > MAX_REQUEST:
                 self.fail(f"request longer than {MAX_REQUEST} bytes", "input")
             return
-        line, self.inbuf = self.inbuf[:nl], b""
+        line, rest, self.inbuf = self.inbuf[:nl], self.inbuf[nl + 1 :], b""
         if len(line) > MAX_REQUEST:
             self.fail(f"request longer than {MAX_REQUEST} bytes", "input")
             return
@@ -112,6 +119,9 @@ class Connection:
             self.idle = None
         self.busy = True
         self.server.handle(self, line)
+        # Keystrokes that came in the same read as an attach request are the session's.
+        if rest and self.on_data is not None and not self.closed:
+            self.on_data(rest)
 
     def _idle_timeout(self) -> None:
         self.idle = None
@@ -143,6 +153,22 @@ class Connection:
     def fail(self, message: str, kind: str) -> None:
         self.finish({"ok": False, "error": message, "kind": kind})
 
+    def finish_raw(self, data: bytes) -> None:
+        """Send the last bytes and close once they are written."""
+        self.send_raw(data)
+        self.closing = True
+        self._flush()
+
+    def set_reading(self, on: bool) -> None:
+        """Stop or resume reading what the client sends (its keystrokes wait in its socket)."""
+        self.reading = on
+        self._flush()
+
+    @property
+    def peer_pid(self) -> int | None:
+        """The pid of the client process (SO_PEERCRED), to name it to others."""
+        return peer_pid(self.sock)
+
     def _flush(self) -> None:
         while self.out and not self.closed:
             try:
@@ -162,9 +188,8 @@ class Connection:
         if not self.out and self.closing:
             self.close()
             return
-        want = (0 if self.read_closed else selectors.EVENT_READ) | (
-            selectors.EVENT_WRITE if self.out else 0
-        )
+        reading = self.reading and not self.read_closed
+        want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if self.out else 0)
         if want != self._events:
             self._events = want
             self.server.loop.set_events(self.fd, want, self.on_event)
@@ -326,7 +351,7 @@ class ControlServer:
         As web servers do against slowloris: clients that connect and never send
         a whole request cannot lock the socket out. A request already sent is
         read and answered first, not thrown away; connections that are busy
-        (`logs -f`, a reply being written) are never closed for room.
+        (`logs -f`, `attach`, a reply being written) are never closed for room.
         """
         for conn in list(self.connections):
             if conn.busy or conn.closed:

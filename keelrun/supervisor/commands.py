@@ -33,13 +33,19 @@ Result = dict[str, Any]
 
 
 class Reply(Protocol):
-    """How a handler answers: one JSON reply, or a stream of lines (``logs -f``)."""
+    """How a handler answers: one JSON reply, or a stream of lines (``logs -f``), or
+    a session both ways (``attach``: keelrun/supervisor/attach.py's Peer)."""
 
     on_close: Callable[[], None] | None
+    on_data: Callable[[bytes], None] | None  # what the client sends after its request
 
     def send(self, obj: Result) -> None: ...
     def send_raw(self, data: bytes) -> None: ...
     def finish(self, obj: Result) -> None: ...
+    def finish_raw(self, data: bytes) -> None: ...
+    def set_reading(self, on: bool) -> None: ...
+    @property
+    def peer_pid(self) -> int | None: ...
 
 
 Handler = Callable[[dict[str, Any], Reply], Result | None]
@@ -63,6 +69,7 @@ class Commands:
             "signal": self.signal,
             "logs": self.logs,
             "reload": self.reload,
+            "attach": self.attach,
         }
 
     # ------------------------------------------------------------ signals
@@ -307,6 +314,39 @@ class Commands:
                 sup.events.followers.remove(on_event)
 
         reply.on_close = unfollow
+        return None
+
+    def attach(self, args: dict[str, Any], reply: Reply | None = None) -> None:
+        """Join the client to a tty instance's terminal (README "Terminals")."""
+        from keelrun.supervisor import attach
+
+        assert reply is not None
+        request = attach.parse_attach_args(args)
+        found = self.resolve([request.name])
+        name = attach.choose_instance(request.name, [(i.name, i.ptype.tty) for i in found])
+        inst = self.sup.instances[name]
+        if inst.pid is None or inst.terminal is None or inst.terminal.ended:
+            raise RequestError(f"{name} is not running ({inst.state.public})", "runtime")
+        client = attach.describe_client(reply.peer_pid, request.tty)
+        session = attach.attach(
+            inst.terminal,
+            reply,
+            request,
+            name=name,
+            pid=inst.pid,
+            client=client,
+            history=[line for _, _, line in inst.ring.tail(request.rows - 1)],
+        )
+        events = self.sup.events
+        events.info("attached", f"{client} attached to {name}", target=name, client=client)
+
+        def detached(s: attach.AttachSession) -> None:
+            events.info("detached", f"{client} detached from {name}", target=name, client=client)
+
+        if session.closed:  # the client was gone before the first bytes were queued
+            detached(session)
+        else:
+            session.on_detached = detached
         return None
 
     def reload(self, args: dict[str, Any], reply: Reply | None = None) -> Result:

@@ -1,10 +1,12 @@
-"""One instance `type.N` of the formation and the pipes of its current process."""
+"""One instance `type.N` of the formation and the pipes (or pty) of its current process."""
 
 from __future__ import annotations
 
 import contextlib
 import enum
 import os
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from keelrun.loop import Timer
 from keelrun.settings import ProcessTypeSettings
@@ -12,6 +14,9 @@ from keelrun.supervisor.framing import LineFramer
 from keelrun.supervisor.kernel import Child
 from keelrun.supervisor.lifecycle import RestartTracker, State
 from keelrun.supervisor.ring import LogRing
+
+if TYPE_CHECKING:
+    from keelrun.supervisor.terminal import Terminal
 
 
 class Intent(enum.Enum):
@@ -25,15 +30,17 @@ class Intent(enum.Enum):
 
 
 class Stream:
-    """One pipe (stdout or stderr) of one process."""
+    """One pipe (stdout or stderr) of one process, or the master of its pty."""
 
-    __slots__ = ("closed", "fd", "framer", "instance", "name", "paused")
+    __slots__ = ("closed", "fd", "framer", "instance", "name", "paused", "reader")
 
     def __init__(self, fd: int, instance: Instance, name: str) -> None:
         self.fd = fd
         self.instance = instance
         self.name = name
         self.framer = LineFramer()
+        # os.readv's contract: bytes read, BlockingIOError, OSError at the end.
+        self.reader: Callable[[int, list[memoryview]], int] = os.readv
         self.closed = False
         self.paused = False
 
@@ -57,6 +64,7 @@ class Instance:
         self.timer: Timer | None = None  # back-off, grace or ready-timeout deadline
         self.probe: Timer | None = None  # next port probe
         self.streams: list[Stream] = []
+        self.terminal: Terminal | None = None  # the pty of the current process (tty types)
         self.ring = LogRing()
         self.log_ready = None  # compiled regex while waiting for a ready line
 

@@ -19,7 +19,8 @@ from keelrun.supervisor import procscan, spawn
 
 @dataclass(slots=True)
 class Child:
-    """A started process: its pid (also its process group) and the read ends of its output."""
+    """A started process: its pid (also its process group) and the read ends of its output
+    (for a tty one, ``stdout`` is its pty's master and ``stderr`` is -1)."""
 
     pid: int
     stdout: int
@@ -48,6 +49,23 @@ class Kernel:
         if self.child_fd_limit is not None:
             spawn.restore_fd_limit(proc.pid, self.child_fd_limit)
         return Child(proc.pid, out_r, err_r, proc)
+
+    def spawn_tty(self, command: str, env: dict[str, str]) -> Child:
+        """Start it on a new pty (80x24) as its controlling terminal: ``stdout`` is the
+        master, non-blocking; there is no ``stderr`` (-1). OSError if it cannot be."""
+        from keelrun.supervisor import terminal
+
+        master, slave, path = terminal.open_pty()
+        try:
+            proc = terminal.spawn_on_tty(command, env, slave, path)
+        except OSError:
+            spawn.close_quietly(master, slave)
+            raise
+        # Only the child holds the slave now: the master sees EOF once its processes end.
+        spawn.close_quietly(slave)
+        if self.child_fd_limit is not None:
+            spawn.restore_fd_limit(proc.pid, self.child_fd_limit)
+        return Child(proc.pid, master, -1, proc)
 
     def reaped(self, child: Child, status: int) -> None:
         """The reaper collected ``child``: tell its Popen, so that it never waits itself."""

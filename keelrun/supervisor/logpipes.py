@@ -4,18 +4,28 @@ Per read, never per line: one readv into a reused buffer, one framing cut at
 the last newline, one formatting call, one ring append; the line count comes
 for free from the formatting. Under back-pressure every pipe is unregistered
 until the output has drained.
+
+A tty instance's pty master is one more stream (README "Terminals"), named
+"stdout" (the app's stdout and stderr are the same terminal): its reader is
+`terminal.read_pty` instead of os.readv and its framer the Terminal's
+TtyFramer (\r\n ends a line, escapes removed when asked, the pending line
+kept for attach). EIO, the master's end of file, ends it as EOF ends a pipe.
 """
 
 from __future__ import annotations
 
-import os
 import time
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from keelrun.logformat import LogFormatter
 from keelrun.loop import Loop
 from keelrun.supervisor.instance import Instance, Stream, close_stream
 from keelrun.supervisor.writer import Writer
+
+if TYPE_CHECKING:
+    from keelrun.supervisor.kernel import Child
+    from keelrun.supervisor.terminal import Terminal
 
 # Reads stay small on purpose: a 64 KiB block is formatted and written while
 # it is still in the CPU cache. Growing the children's pipes to 1 MiB to get
@@ -42,9 +52,11 @@ class LogPipes:
         self.paused = False
         self._buf = bytearray(READ_SIZE)
         self._view = memoryview(self._buf)
-        self._bufs = [self._buf]
+        self._bufs = [self._view]
+        # Escapes are removed from tty lines in JSON mode and when stdout is not a terminal.
+        self.strip_escapes = False
 
-    def add(self, inst: Instance, fd: int, name: str) -> None:
+    def add(self, inst: Instance, fd: int, name: str) -> Stream:
         stream = Stream(fd, inst, name)
         inst.streams.append(stream)
         self.streams.add(stream)
@@ -52,6 +64,26 @@ class LogPipes:
             stream.paused = True
         else:
             self.loop.add_reader(fd, self._callback(stream))
+        return stream
+
+    def add_child(self, inst: Instance, child: Child) -> None:
+        """The output of the instance's new process: its pipes, or its pty (tty types)."""
+        if inst.ptype.tty:
+            self.add_tty(inst, child.stdout)
+        else:
+            self.add(inst, child.stdout, "stdout")
+            self.add(inst, child.stderr, "stderr")
+
+    def add_tty(self, inst: Instance, master: int) -> Terminal:
+        """The pty master of a tty instance: its Terminal (``inst.terminal``) and one
+        stream, read and framed as a pty."""
+        from keelrun.supervisor.terminal import Terminal, read_pty
+
+        terminal = inst.terminal = Terminal(self.loop, master, strip=self.strip_escapes)
+        stream = self.add(inst, master, "stdout")
+        stream.framer = terminal.framer
+        stream.reader = read_pty
+        return terminal
 
     def _callback(self, stream: Stream) -> Callable[[int], None]:
         def on_readable(mask: int) -> None:
@@ -65,7 +97,7 @@ class LogPipes:
         if stream.closed:
             return 0
         try:
-            n = os.readv(stream.fd, self._bufs)
+            n = stream.reader(stream.fd, self._bufs)
         except BlockingIOError:
             return -1
         except OSError:

@@ -135,7 +135,8 @@ class Supervisor:
         env = instance_env(self.settings, spec)
         env.update(self.extra_env)
         try:
-            child = self.kernel.spawn(inst.command, env)
+            spawn = self.kernel.spawn_tty if inst.ptype.tty else self.kernel.spawn
+            child = spawn(inst.command, env)
         except OSError as e:
             # keelrun could not start it (out of fds, processes, memory): the
             # app did not fail, so this is retried with back-off and does not
@@ -158,8 +159,7 @@ class Supervisor:
         inst.intent = Intent.NONE
         inst.killed = False
         self.by_pid[child.pid] = inst
-        self.pipes.add(inst, child.stdout, "stdout")
-        self.pipes.add(inst, child.stderr, "stderr")
+        self.pipes.add_child(inst, child)
         self.readiness.begin(inst)
         if announce:
             self._announce_start(inst)
@@ -219,6 +219,8 @@ class Supervisor:
             self.kernel.reaped(inst.child, status)
             inst.child = None
         self.pipes.drain(inst)
+        if inst.terminal is not None:
+            inst.terminal.close("exited")  # an attached client is let go; lines still flow
         inst.pid = None
         inst.cancel_timers()
         inst.log_ready = None
@@ -339,6 +341,8 @@ class Supervisor:
     # -------------------------------------------------------------- commands
     def _remove(self, inst: Instance) -> None:
         inst.cancel_timers()
+        if inst.terminal is not None:
+            inst.terminal.close("removed")
         self.pipes.close_all(inst)
         self.instances.pop(inst.name, None)
         self._names_changed()

@@ -13,11 +13,12 @@ see benchmarks/tty.py). Other systems, where opening does not make a
 controlling terminal, take that slower path.
 
 Reading. The master is one more non-blocking fd of the loop, read by the
-log path like a pipe (with `read_pty` instead of os.readv, ttylog.py): EIO,
+log path like a pipe (with `read_pty` instead of os.readv, logpipes.py): EIO,
 which the master returns once every slave fd is closed, is end of file.
 `TtyFramer` is the framer of that stream: it turns
-the terminal's `\\r\\n` back into `\\n` (one `bytes.replace` per read), removes
-escape sequences when asked, keeps the pending line (a `(Pdb) ` prompt) for
+the terminal's `\\r\\n` back into `\\n` (one `bytes.replace` per read), keeps
+what follows a lone `\\r` (a progress bar's last state), removes escape
+sequences when asked, keeps the pending line (a `(Pdb) ` prompt) for
 attach, and hands each raw read to an attached client first.
 """
 
@@ -167,7 +168,11 @@ class TtyFramer(LineFramer):
                 data = data.replace(b"\r", b"")
             else:
                 data = data.replace(b"\r\n", b"\n")
-        block = super().feed(data)
+        return self._clean(super().feed(data))
+
+    def _clean(self, block: bytes) -> bytes:
+        if b"\r" in block:
+            block = redrawn(block)
         if block and self.strip:
             return strip_ansi(block)
         return block
@@ -177,14 +182,28 @@ class TtyFramer(LineFramer):
         if self.on_end is not None:
             callback, self.on_end = self.on_end, None
             callback()
-        if tail and self.strip:
-            return strip_ansi(tail)
-        return tail
+        return self._clean(tail)
 
     @property
     def pending(self) -> bytes:
         """The line being written, without its newline yet (a prompt), as read."""
         return self.partial
+
+
+def redrawn(block: bytes) -> bytes:
+    """Each line of ``block`` as a terminal leaves it: what follows its last lone \\r.
+
+    A progress bar redraws its line with \\r: its line in the log is its last
+    state (README "Terminals"), not every frame glued together, and a \\r
+    left in a line would make keelrun's own terminal overwrite the prefix.
+    """
+    out = []
+    for line in block.split(b"\n"):
+        if b"\r" in line:
+            parts = [p for p in line.split(b"\r") if p]
+            line = parts[-1] if parts else b""
+        out.append(line)
+    return b"\n".join(out)
 
 
 # ---------------------------------------------------------------- the master

@@ -34,14 +34,13 @@ class TopApp(App[int]):
     #filter { display: none; }
     #filter.open { display: block; }
     """
-    # `a` (attach to a tty instance) comes with `keelrun attach`: its action will
-    # run that command under `self.suspend()`, which hands it the terminal.
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
         Binding("r", "restart", "Restart"),
         Binding("s", "stop_start", "Stop/start"),
         Binding("k", "kill", "Kill"),
+        Binding("a", "attach", "Attach"),
         Binding("slash", "open_filter", "Filter"),
         Binding("escape", "close_filter", "Close filter", show=False),
     ]
@@ -49,7 +48,8 @@ class TopApp(App[int]):
     def __init__(self, client: Client, info: dict[str, Any] | None = None) -> None:
         super().__init__()
         self.conn = Connection(client)
-        self.socket = str(client.path)
+        # Where keelrun answered the ping (the default socket may have moved).
+        self.socket = str(client.address or client.path)
         self.info = info or {}
         self.rows: list[Row] = []  # the last `ps`, all of it
         self.shown: list[str] = []  # names in the table, in order
@@ -173,6 +173,24 @@ class TopApp(App[int]):
     def action_kill(self) -> None:
         if self.selected is not None:
             self._request("signal", {"signal": "KILL", "names": [self.selected]})
+
+    def action_attach(self) -> None:
+        """`keelrun attach` on the selected instance, with the terminal handed over to it
+        (textual's suspend) until it ends; its last word shows in the status line."""
+        import subprocess
+        import sys
+
+        name = self.selected
+        if name is None:
+            return
+        argv = [sys.executable, "-m", "keelrun", "attach", name, "--socket", self.socket]
+        with self.suspend():
+            # The client relays stdin and stdout; its own notices come back here.
+            done = subprocess.run(argv, stderr=subprocess.PIPE, text=True, errors="replace")
+        words = [line.strip() for line in done.stderr.splitlines() if line.strip()]
+        self.message = words[-1].removeprefix("keelrun: ") if words else f"{name}: attach ended"
+        self._status()
+        self.refresh_ps()
 
     def _request(self, cmd: str, args: dict[str, Any]) -> None:
         self.run_worker(self._send(cmd, args), group="requests")

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Sequence
 from typing import Any
 
 from keelrun.control.client import dash, duration, size
+from keelrun.supervisor.ansi import strip_ansi
 
 # (column key, header) of the table, in order.
 COLUMNS = (
@@ -68,14 +68,11 @@ def toggle(row: Row) -> tuple[str, dict[str, Any]]:
     return "stop", {"names": names}
 
 
-_ESCAPES = re.compile(r"\x1b(?:\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(?:\x07|\x1b\\)|[@-Z\\-_])")
-
-
 def render_line(rec: dict[str, Any]) -> str:
     """One `logs` record as top shows it: `HH:MM:SS web.1 | text`, terminal escapes removed.
 
     The one place top formats a line: it moves to keelrun's shared log formatter.
     """
     ts = time.strftime("%H:%M:%S", time.localtime(float(rec.get("ts", 0))))
-    msg = str(rec.get("msg", "")).encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    return f"{ts} {rec.get('proc', '?')} | {_ESCAPES.sub('', msg)}"
+    raw = strip_ansi(str(rec.get("msg", "")).encode("utf-8", "surrogateescape"))
+    return f"{ts} {rec.get('proc', '?')} | {raw.decode('utf-8', 'replace')}"

@@ -41,8 +41,9 @@ class Spawned:
     pid: int
     command: str
     env: dict[str, str]
-    out_w: int
+    out_w: int  # the slave of a tty one's pty
     err_w: int
+    tty: bool = False
 
 
 @dataclass
@@ -67,6 +68,21 @@ class FakeKernel(Kernel):
         self.spawned.append(Spawned(pid, command, env, out_w, err_w))
         self.alive.add(pid)
         return Child(pid, out_r, err_r)
+
+    def spawn_tty(self, command: str, env: dict[str, str]) -> Child:
+        """A pty with no process on it: the test writes the app's output to its slave
+        (``out_w``) and reads its keystrokes there."""
+        if self.spawn_errors:
+            self.spawn_errors -= 1
+            raise OSError(24, "Too many open files")
+        self.next_pid += 1
+        pid = self.next_pid
+        master, slave = os.openpty()
+        os.set_blocking(master, False)
+        os.set_inheritable(master, False)
+        self.spawned.append(Spawned(pid, command, env, slave, -1, tty=True))
+        self.alive.add(pid)
+        return Child(pid, master, -1)
 
     def reaped(self, child: Child, status: int) -> None:
         pass

@@ -1,9 +1,6 @@
 """Processes spawned on a pty by keelrun/supervisor/terminal.py, read by the test.
 
-`Server` runs tests/support/ttyserver.py (tty instances behind keelrun's log
-path and an attach socket) under the `keelrun` fixture's bookkeeping.
-
-`TtyRun` spawns a command exactly as the supervisor will (open_pty,
+`TtyRun` spawns a command exactly as the supervisor does (open_pty,
 spawn_on_tty) and reads the master through a `TtyFramer` the way the log path
 does (one read, then feed; EIO is end of file). `TtySet` is the fixture's
 bookkeeping: at teardown it kills every group left and reports any process
@@ -22,11 +19,10 @@ import sys
 import time
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 
 from keelrun.supervisor import terminal
 from support.procs import describe, kill_all, marked_pids, wait_gone
-from support.runner import CHILDREN, MARK_VAR, Keelrun, RunSet, base_env
+from support.runner import CHILDREN, MARK_VAR, base_env
 
 
 def child(mode: str, *args: str) -> str:
@@ -151,27 +147,3 @@ class TtySet:
             problems.append(f"processes left behind: {describe(survivors)}")
             kill_all(survivors, signal.SIGKILL)
         return problems
-
-
-TTYSERVER = Path(__file__).resolve().parent / "ttyserver.py"
-
-
-class Server:
-    """ttyserver.py with NAME=COMMAND instances; its stdout is keelrun's output."""
-
-    def __init__(
-        self, keelrun: RunSet[Keelrun], tmp_path: Path, *flags: str, **commands: str
-    ) -> None:
-        self.sock = tmp_path / "tty.sock"
-        specs = [f"{name}={cmd}" for name, cmd in commands.items()]
-        self.run = keelrun.start(
-            str(self.sock), *specs, *flags, cwd=tmp_path, program=[sys.executable, str(TTYSERVER)]
-        )
-        self.run.wait_for_line(r"^keelrun +\| listening on ")
-
-    def line(self, pattern: str, timeout: float = 10.0, start: int = 0) -> int:
-        return self.run.wait_for_line(pattern, timeout, start)
-
-    def stop(self) -> None:
-        self.run.send(signal.SIGTERM)
-        assert self.run.wait_exit() == 0

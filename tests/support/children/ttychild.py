@@ -6,15 +6,11 @@ usage: ttychild.py MODE [ARG]
              SIGINT comes, and exit
   winch      print "size RxC" at start and on every SIGWINCH; echo each input
              line as "got: LINE"; "quit" ends it
-  crlf       with OPOST and ECHO off, write "first\\r", wait for an input line, then
-             "\\nsecond\\r\\n" (a line end split across two reads of the master)
   flood N [--on-input]
              N numbered lines, print()ed (line-buffered on a terminal); with
              --on-input, once a first input line has come
   sink N     echo off; print "ready", wait for SIGUSR1, then read N bytes of
              input and print "read N"
-  prompt     write "ask" and "name? " without a newline, read a line, print
-             "hello NAME"
 Each report is one write(2), so a report is never split by a signal.
 """
 
@@ -73,16 +69,6 @@ def winch() -> None:
         say(f"got: {line}")
 
 
-def crlf() -> None:
-    attrs = termios.tcgetattr(1)
-    attrs[1] &= ~termios.OPOST  # no \n -> \r\n: the child writes its own \r\n
-    attrs[3] &= ~termios.ECHO  # the line typed to release it must not join the output
-    termios.tcsetattr(1, termios.TCSANOW, attrs)
-    os.write(1, b"first\r")
-    sys.stdin.readline()
-    os.write(1, b"\nsecond\r\n")
-
-
 def flood(n: int) -> None:
     if "--on-input" in sys.argv:
         sys.stdin.readline()
@@ -103,13 +89,8 @@ def sink(n: int) -> None:
     say(f"read {got}")
 
 
-def prompt() -> None:
-    os.write(1, b"ask\nname? ")  # one write: the prompt is read with the line before it
-    say(f"hello {sys.stdin.readline().strip()}")
-
-
 mode = sys.argv[1]
 if mode in ("flood", "sink"):
     {"flood": flood, "sink": sink}[mode](int(sys.argv[2]))
 else:
-    {"probe": probe, "sigint": sigint, "winch": winch, "crlf": crlf, "prompt": prompt}[mode]()
+    {"probe": probe, "sigint": sigint, "winch": winch}[mode]()
