@@ -12,6 +12,7 @@ the listening, as a forking server's worker would). Modes, per connection:
   hints          answer "103 Early Hints" first, then CODE (ARG, default 204)
   listen         listen, never accept
   log            like "http 200", and print each request line (for probe counts)
+  file PATH      200 while PATH exists, else 503
 """
 
 import os
@@ -66,7 +67,9 @@ while True:
         continue
     request = read_request(conn)
     try:
-        if mode in ("http", "log"):
+        if mode == "file":
+            conn.sendall(answer("200" if os.path.exists(arg) else "503"))
+        elif mode in ("http", "log"):
             if mode == "log":
                 os.write(1, request.split(b"\r\n", 1)[0] + b"\n")
             conn.sendall(answer(arg or "200"))
