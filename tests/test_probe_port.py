@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import socket
 import sys
 
 import pytest
 from support.loopkit import Kit
 
+from keelrun.supervisor import portowner
 from keelrun.supervisor.portowner import Owner, _hex_words, check_port, parse_listeners, tree
 from keelrun.supervisor.probeapi import ChildRoutes, ProbeResult
 from keelrun.supervisor.probes import PortProbe, ProbeTarget
@@ -108,6 +110,20 @@ def test_tree_walks_down_from_the_root(kit: Kit) -> None:
     worker = int(next(line for line in inst.lines if "listening" in line).split()[-1])
     found = list(tree(inst.pid))
     assert found[0] == inst.pid and worker in found
+
+
+@pytest.mark.parametrize("family", [socket.AF_INET, socket.AF_INET6])
+def test_netlink_and_proc_agree(family: int, monkeypatch: pytest.MonkeyPatch) -> None:
+    with socket.socket(family) as s:
+        s.bind(("127.0.0.1" if family == socket.AF_INET else "::", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        fast = portowner.listeners(port)
+        assert fast and len(fast) == 1
+        assert portowner._proc_listeners(port) == fast
+        monkeypatch.setattr(portowner, "_netlink_works", False)
+        assert portowner.listeners(port) == fast
+        assert check_port(port, os.getpid()).owner is Owner.TREE
 
 
 # -- the pure parser ------------------------------------------------------
