@@ -104,6 +104,15 @@ def test_loopback_alias_is_not_127_0_0_1(kit: Kit) -> None:
     assert check_port(port, inst.pid).owner is Owner.NOBODY
 
 
+def test_without_proc_a_connect_decides(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(portowner, "listeners", lambda port: None)  # as on macOS
+    port = free_port()
+    inst = sleeper(kit)
+    assert probe(kit, inst.pid, port) == ProbeResult(False, "connection refused")
+    listening(kit, port)
+    assert probe(kit, inst.pid, port) == ProbeResult(True, f"port {port} accepts connections")
+
+
 def test_tree_walks_down_from_the_root(kit: Kit) -> None:
     port = free_port()
     inst = listening(kit, port, "--grandchild")

@@ -44,7 +44,7 @@ class HealthListener(Protocol):
 class Phase(enum.Enum):
     STARTING = "starting"  # waiting for the ready check
     UP = "up"  # ready (or running, without a ready check): liveness runs
-    RELOADING = "reloading"  # RELOADING=1 until the next READY=1
+    RELOADING = "reloading"  # RELOADING=1 until the next READY=1 (no deadline: the watchdog's job)
     APP_STOPPING = "app-stopping"  # STOPPING=1: no more checks
     UNHEALTHY = "unhealthy"
     NOT_READY = "not-ready"  # ready_timeout passed
