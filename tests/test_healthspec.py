@@ -11,7 +11,6 @@ from keelrun.healthspec import (
     TYPE_KEYS,
     Check,
     HealthPlan,
-    parse_bool,
     parse_exit_code_from,
     parse_health,
     parse_ready,
@@ -19,7 +18,6 @@ from keelrun.healthspec import (
     parse_seconds,
     parse_success_codes,
     parse_watchdog,
-    plan_from,
 )
 
 WHERE = "pyproject.toml: tool.keelrun.processes.web.ready"
@@ -142,7 +140,8 @@ def test_exit_code_from_names_a_type_of_the_procfile() -> None:
     types = ("web", "worker", "e2e")
     assert parse_exit_code_from("e2e", "--exit-code-from", types) == "e2e"
     with pytest.raises(
-        InputError, match=r'^--exit-code-from: no process type "e3" in the Procfile$'
+        InputError,
+        match=r'^--exit-code-from: no process type "e3" in the Procfile; did you mean "e2e"\?$',
     ):
         parse_exit_code_from("e3", "--exit-code-from", types)
     with pytest.raises(InputError, match="runs before the formation"):
@@ -151,25 +150,17 @@ def test_exit_code_from_names_a_type_of_the_procfile() -> None:
         parse_exit_code_from(3, "exit_code_from", types)
 
 
-def test_bool() -> None:
-    assert parse_bool(True, "a") is True
-    assert parse_bool("yes", "a") is True
-    assert parse_bool("0", "a") is False
-    with pytest.raises(InputError, match=r"^a: expected true or false"):
-        parse_bool("maybe", "a")
-
-
 def test_plan_defaults_and_derived_facts() -> None:
     plan = HealthPlan()
     assert (plan.ready_interval, plan.probe_timeout, plan.ready_timeout) == (0.5, 2.0, 60.0)
     assert (plan.health_interval, plan.health_retries, plan.watchdog) == (10.0, 3, None)
     assert plan.success_codes == {0}
     assert not plan.uses_notify and not plan.has_check and not plan.uses_port
-    notify = plan_from({"ready": Check("notify"), "count": 2})
+    notify = HealthPlan(ready=Check("notify"))
     assert notify.uses_notify and not notify.has_check
-    watchdog = plan_from({"watchdog": 5.0})
+    watchdog = HealthPlan(watchdog=5.0)
     assert watchdog.uses_notify and watchdog.has_check
-    http = plan_from({"health": Check("http", path="/")})
+    http = HealthPlan(health=Check("http", path="/"))
     assert http.has_check and http.uses_port and not http.uses_notify
     for key, (_parser, default) in TYPE_KEYS.items():
         assert getattr(plan, key) == default

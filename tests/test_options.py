@@ -78,6 +78,8 @@ BAD = {
     "max_restarts": "-1",
     "log_format": "xml",
     "socket": None,
+    "exit_code_from": "nope",
+    "abort_on_exit": "maybe",
 }
 
 

@@ -9,8 +9,8 @@ import sys
 import pytest
 from support.loopkit import Kit
 
-from keelrun.supervisor import portowner
-from keelrun.supervisor.portowner import Owner, _hex_words, check_port, parse_listeners, tree
+from keelrun import listeners
+from keelrun.listeners import Listener, Owner, check_port, parse_table, tree
 from keelrun.supervisor.probeapi import ChildRoutes, ProbeResult
 from keelrun.supervisor.probes import PortProbe, ProbeTarget
 
@@ -105,7 +105,7 @@ def test_loopback_alias_is_not_127_0_0_1(kit: Kit) -> None:
 
 
 def test_without_proc_a_connect_decides(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(portowner, "listeners", lambda port: None)  # as on macOS
+    monkeypatch.setattr(listeners, "table", lambda ports: None)  # as on macOS
     port = free_port()
     inst = sleeper(kit)
     assert probe(kit, inst.pid, port) == ProbeResult(False, "connection refused")
@@ -127,17 +127,23 @@ def test_netlink_and_proc_agree(family: int, monkeypatch: pytest.MonkeyPatch) ->
         s.bind(("127.0.0.1" if family == socket.AF_INET else "::", 0))
         s.listen()
         port = s.getsockname()[1]
-        fast = portowner.listeners(port)
+        fast = listeners.table({port})
         assert fast and len(fast) == 1
-        assert portowner._proc_listeners(port) == fast
-        monkeypatch.setattr(portowner, "_netlink_works", False)
-        assert portowner.listeners(port) == fast
+        assert listeners._proc_table({port}) == fast
+        monkeypatch.setattr(listeners, "_netlink_works", False)
+        assert listeners.table({port}) == fast
         assert check_port(port, os.getpid()).owner is Owner.TREE
 
 
 # -- the pure parser ------------------------------------------------------
 
 HEADER = b"  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid ...\n"
+
+
+def hex_words(packed: bytes) -> bytes:
+    """An address as /proc/net/tcp{,6} prints it: 32-bit words in host order, upper hex."""
+    words = (packed[i : i + 4] for i in range(0, len(packed), 4))
+    return b"".join(b"%08X" % int.from_bytes(w, sys.byteorder) for w in words)
 
 
 def row(addr: bytes, port: int, state: bytes, inode: int, uid: int = 1000) -> bytes:
@@ -147,12 +153,14 @@ def row(addr: bytes, port: int, state: bytes, inode: int, uid: int = 1000) -> by
     )
 
 
-LOOP4 = _hex_words(bytes([127, 0, 0, 1]))
-ANY4 = _hex_words(bytes(4))
-OTHER4 = _hex_words(bytes([10, 0, 0, 7]))
+LOOP4 = hex_words(bytes([127, 0, 0, 1]))
+ANY4 = hex_words(bytes(4))
+OTHER4 = hex_words(bytes([10, 0, 0, 7]))
+MAPPED6 = hex_words(bytes(10) + b"\xff\xff" + bytes([127, 0, 0, 1]))
+LOOP6 = hex_words(bytes(15) + b"\x01")
 
 
-def test_parse_listeners_matches_port_address_and_state() -> None:
+def test_parse_table_matches_port_address_and_state() -> None:
     lines = [
         HEADER,
         row(LOOP4, 5000, b"0A", 11),
@@ -162,13 +170,20 @@ def test_parse_listeners_matches_port_address_and_state() -> None:
         row(LOOP4, 5000, b"01", 15),  # connections start here: reading stops
         row(LOOP4, 5000, b"0A", 16),
     ]
-    assert parse_listeners(lines, 5000, frozenset({LOOP4, ANY4})) == {11: 1000, 12: 0}
+    assert list(parse_table(lines, {5000})) == [
+        Listener(5000, "127.0.0.1", 11, 1000),
+        Listener(5000, "0.0.0.0", 12, 0),
+    ]
 
 
-def test_parse_listeners_skips_pending_connections_of_old_kernels() -> None:
-    lines = [HEADER, row(LOOP4, 80, b"0A", 1), row(LOOP4, 80, b"03", 2), row(ANY4, 80, b"0A", 3)]
-    assert parse_listeners(lines, 80, frozenset({LOOP4, ANY4})) == {1: 1000, 3: 1000}
+def test_parse_table_reads_ipv6_and_skips_pending_connections_of_old_kernels() -> None:
+    lines = [HEADER, row(MAPPED6, 80, b"0A", 1), row(LOOP6, 80, b"03", 2), row(LOOP6, 80, b"0A", 3)]
+    found = list(parse_table(lines, {80}))
+    assert [(x.address, x.inode) for x in found] == [("127.0.0.1", 1), ("[::1]", 3)]
+    # [::1] takes the port, but 127.0.0.1:80 does not reach it: not ready by it.
+    assert [x.reached_by_loopback for x in found] == [True, False]
 
 
-def test_hex_words_match_the_kernel_format() -> None:
+def test_proc_addresses_read_back_as_packed_bytes() -> None:
+    assert listeners.proc_address(LOOP4) == bytes([127, 0, 0, 1])
     assert (b"0100007F" if sys.byteorder == "little" else b"7F000001") == LOOP4

@@ -58,7 +58,7 @@ def inspect(
 
 
 # Options whose sources the loader reads in a way of their own (see their methods).
-_READ_APART = ("procfile", "env_files", "formation", "port", "socket")
+_READ_APART = ("procfile", "env_files", "formation", "port", "socket", "exit_code_from")
 
 
 class _Picked(NamedTuple):
@@ -142,6 +142,7 @@ class _Loader:
         types, release = self.build_types(entries, per_type, counts, port, procfile_label)
         if self.o.only_types:
             self.check_only_types(names)
+        self.values["exit_code_from"] = self.exit_code_from(names)
         if self.errors:
             raise InputErrors(self.errors)
 
@@ -386,6 +387,16 @@ class _Loader:
                 if name in formation or ALL in formation:
                     self.count_sources[name] = where
         return result
+
+    def exit_code_from(self, names: list[str]) -> str | None:
+        """``--exit-code-from TYPE``: a type of the Procfile (not release)."""
+        from keelrun.healthspec import parse_exit_code_from
+
+        picked = self.pick(BY_NAME["exit_code_from"])
+        if picked is None:
+            return None
+        types = [n for n in names if n != RELEASE_TYPE] or [str(picked.value).strip()]
+        return self.attempt(parse_exit_code_from, picked.value, picked.where, types, default=None)
 
     def check_only_types(self, names: list[str]) -> None:
         known = [n for n in names if n != RELEASE_TYPE]

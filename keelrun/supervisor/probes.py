@@ -1,7 +1,7 @@
 """The probes readiness and liveness share: port, http and exec (one interface, probeapi.py).
 
 - port: a socket listening on 127.0.0.1:PORT (or the wildcard address) that
-  belongs to the instance's process tree (portowner.py); a port someone else
+  belongs to the instance's process tree (keelrun/listeners.py); a port someone else
   holds fails. Where /proc cannot tell (not Linux), a connect decides.
 - http: GET http://127.0.0.1:PORT/PATH, 2xx or 3xx within the timeout (httpprobe.py).
 - exec: ``/bin/sh -c COMMAND`` in the app root with the instance's environment,
@@ -25,9 +25,9 @@ from pathlib import Path
 
 from keelrun.errors import one_line
 from keelrun.healthspec import Check
+from keelrun.listeners import Owner, check_port
 from keelrun.loop import Loop, Timer
 from keelrun.supervisor.httpprobe import HttpProbe
-from keelrun.supervisor.portowner import Owner, check_port
 from keelrun.supervisor.probeapi import ChildRoutes, Probe, ProbeResult, ResultCallback
 
 SHELL = "/bin/sh"
