@@ -13,7 +13,6 @@ from keelrun.supervisor.healthstate import (
     Verdict,
     WatchdogClock,
     health_value,
-    state_text,
 )
 from keelrun.supervisor.notify import NotifyMessage
 from keelrun.supervisor.probeapi import ChildRoutes, ProbeResult, ResultCallback
@@ -56,14 +55,11 @@ def test_watchdog_clock_arms_on_the_first_ping() -> None:
     assert not wd.expired(15) and wd.expired(19)
 
 
-def test_health_value_and_text() -> None:
+def test_health_value() -> None:
     assert health_value(False, 0) is None
     assert health_value(True, 0) == "ok"
     assert health_value(True, 2) == "failing"
     assert health_value(True, 0, unhealthy=True) == "failing"
-    assert state_text("ready", 0, 3) == "ready"
-    assert state_text("ready", 2, 3) == "ready (failing 2/3)"
-    assert state_text("running", 1, 5) == "running (failing 1/5)"
 
 
 # -- the driver, with a fake clock and scripted probes ---------------------------
@@ -234,10 +230,12 @@ def test_liveness_after_ready_retries_then_unhealthy() -> None:
     rig.advance(0.2)
     live.finish(False, "exit status 1")
     assert rig.health.health == "failing"
-    assert rig.health.state_text("ready") == "ready (failing 1/3)"
+    assert (rig.health.liveness.failures, rig.health.liveness.retries) == (1, 3)
+    assert not rig.health.proven
     rig.advance(10.1)
     live.finish(True)
-    assert rig.health.health == "ok" and rig.health.state_text("ready") == "ready"
+    assert rig.health.health == "ok" and rig.health.liveness.failures == 0
+    assert rig.health.proven
     for _ in range(3):
         rig.advance(10.1)
         live.finish(False, "exit status 1")

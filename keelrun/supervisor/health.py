@@ -23,7 +23,6 @@ from keelrun.supervisor.healthstate import (
     Verdict,
     WatchdogClock,
     health_value,
-    state_text,
 )
 from keelrun.supervisor.notify import NotifyMessage
 from keelrun.supervisor.probeapi import Probe, ProbeResult
@@ -85,8 +84,17 @@ class InstanceHealth:
         unhealthy = self.phase is Phase.UNHEALTHY
         return health_value(self.plan.has_check, self.liveness.failures, unhealthy)
 
-    def state_text(self, state: str) -> str:
-        return state_text(state, self.liveness.failures, self.liveness.retries)
+    @property
+    def app_stopping(self) -> bool:
+        """The app said STOPPING=1: `ps` shows it stopping."""
+        return self.phase is Phase.APP_STOPPING
+
+    @property
+    def proven(self) -> bool:
+        """Whether this incarnation was ever seen alive by its liveness checks or watchdog:
+        one that never was has not started well, however long it ran."""
+        pinged = self.watchdog is not None and self.watchdog.last_ping is not None
+        return self.liveness.passed or pinged
 
     # -- driven by the supervisor ---------------------------------------
     def start(self) -> None:

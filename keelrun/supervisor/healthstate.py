@@ -1,4 +1,4 @@
-"""Pure rules of readiness tries, liveness, the watchdog and how `ps` shows them.
+"""Pure rules of readiness tries, liveness, the watchdog and the `health` of `ps`.
 
 Plain values and a clock reading passed in: no loop, no I/O, so each rule is
 unit-tested with a fake clock. health.py drives them with timers and probes.
@@ -64,6 +64,7 @@ class LivenessCounter:
     retries: int
     failures: int = 0
     last: str = ""
+    passed: bool = False  # a check has passed in this incarnation
 
     def next_at(self, now: float) -> float:
         return now + self.interval
@@ -71,6 +72,7 @@ class LivenessCounter:
     def record(self, ok: bool, detail: str = "") -> Verdict:
         if ok:
             self.failures = 0
+            self.passed = True
             return Verdict.OK
         self.failures += 1
         self.last = detail
@@ -105,8 +107,3 @@ def health_value(has_check: bool, failures: int, unhealthy: bool = False) -> str
     if not has_check:
         return None
     return "failing" if failures or unhealthy else "ok"
-
-
-def state_text(state: str, failures: int, retries: int) -> str:
-    """The STATE column of `ps`: ``ready``, or ``ready (failing 2/3)`` while checks fail."""
-    return f"{state} (failing {failures}/{retries})" if failures else state

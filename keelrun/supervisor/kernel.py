@@ -32,15 +32,18 @@ class Kernel:
         # keelrun raised its own fd limit (raise_fd_limit): children get the old one back.
         self.child_fd_limit = child_fd_limit
 
-    def spawn(self, command: str, env: dict[str, str]) -> Child:
-        """Start ``/bin/sh -c COMMAND`` in a session of its own; OSError if it cannot be."""
+    def spawn(self, command: str, env: dict[str, str], watchdog_pid: bool = False) -> Child:
+        """Start ``/bin/sh -c COMMAND`` in a session of its own; OSError if it cannot be.
+
+        ``watchdog_pid``: the shell sets WATCHDOG_PID to the instance's pid first.
+        """
         fds: list[int] = []
         try:
             out_r, out_w = spawn.make_pipe()
             fds += (out_r, out_w)
             err_r, err_w = spawn.make_pipe()
             fds += (err_r, err_w)
-            proc = spawn.spawn_shell(command, env, out_w, err_w)
+            proc = spawn.spawn_shell(command, env, out_w, err_w, watchdog_pid)
         except OSError:
             spawn.close_quietly(*fds)
             raise

@@ -43,6 +43,7 @@ class Spawned:
     env: dict[str, str]
     out_w: int
     err_w: int
+    watchdog_pid: bool = False
 
 
 @dataclass
@@ -56,7 +57,7 @@ class FakeKernel(Kernel):
     ended: list[tuple[int, int]] = field(default_factory=list)  # waiting to be reaped
     spawn_errors: int = 0  # the next N spawns fail as if out of processes
 
-    def spawn(self, command: str, env: dict[str, str]) -> Child:
+    def spawn(self, command: str, env: dict[str, str], watchdog_pid: bool = False) -> Child:
         if self.spawn_errors:
             self.spawn_errors -= 1
             raise OSError(11, "Resource temporarily unavailable")
@@ -64,7 +65,7 @@ class FakeKernel(Kernel):
         pid = self.next_pid
         out_r, out_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.spawned.append(Spawned(pid, command, env, out_w, err_w))
+        self.spawned.append(Spawned(pid, command, env, out_w, err_w, watchdog_pid))
         self.alive.add(pid)
         return Child(pid, out_r, err_r)
 
