@@ -1,4 +1,4 @@
-"""benchmarks/probes.py runs end to end, and the loop sleeps between the probes."""
+"""benchmarks/probes.py runs end to end, and keelrun sleeps between the probes."""
 
 from __future__ import annotations
 
@@ -20,9 +20,16 @@ def test_probe_benchmark_runs_and_the_loop_sleeps_between_probes(tmp_path: Path)
         timeout=50,
     )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "CPU outside probes" in proc.stdout
-    r = json.loads(out.read_text())
+    assert "CPU outside probes" in proc.stdout and "keelrun's CPU outside" in proc.stdout
+    figures = json.loads(out.read_text())
+    r = figures["machinery"]
     assert r["probes"] >= 6 and r["probes_ok"] == r["probes"] and r["failures"] == []
     assert len(r["windows"]) == 2
     # Between the bursts nothing wakes the loop: no timer, no fd, no polling.
     assert r["outside_wakeups"] == 0
+    # A real keelrun start: the same, measured from outside (its schedstat)...
+    k = figures["keelrun"]
+    assert len(k["windows"]) == 2 and k["probes"] >= 9
+    assert k["outside_wakeups"] == 0
+    # ...where the measurement does see keelrun work at the probe moments.
+    assert k["burst_cpu_ms"] and min(k["burst_cpu_ms"]) > 0

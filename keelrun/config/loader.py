@@ -139,10 +139,10 @@ class _Loader:
         names = [e.name for e in entries]
         per_type = self.per_type(names)
         counts = self.counts(names, per_type)
+        self.values["exit_code_from"] = self.exit_code_from(names)
         types, release = self.build_types(entries, per_type, counts, port, procfile_label)
         if self.o.only_types:
             self.check_only_types(names)
-        self.values["exit_code_from"] = self.exit_code_from(names)
         if self.errors:
             raise InputErrors(self.errors)
 
@@ -191,6 +191,8 @@ class _Loader:
                 for key, spec in TYPE_KEYS.items()
             }
             values["count"] = counts.get(entry.name, 1)
+            if entry.name == self.values["exit_code_from"] and "restart" not in conf:
+                values["restart"] = "never"  # a test run whose status keelrun exits with
             t = ProcessTypeSettings(
                 name=entry.name,
                 command=entry.command,

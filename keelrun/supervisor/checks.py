@@ -111,7 +111,7 @@ class Checks:
         """READY=1 to systemd once every instance is ready (or running without a check)."""
         service = self.service
         sup = self.sup
-        if service is None or service.sent or sup.release is not None or sup.shutdown.active:
+        if service is None or service.ready_sent or sup.release is not None or sup.shutdown.active:
             return
         from keelrun.supervisor.sdnotify import formation_settled
 

@@ -78,10 +78,14 @@ class ServiceNotifier:
                 return False
         return send(self.address, text, self._sock)
 
+    @property
+    def ready_sent(self) -> bool:
+        return any(s.startswith("READY=1") for s in self.sent)
+
     def ready(self, status: str | None = None) -> None:
         """READY=1, once: when every instance is ready (or running, without a check)."""
         text = "READY=1" + (f"\nSTATUS={status}" if status else "")
-        if not any(s.startswith("READY=1") for s in self.sent) and self._send(text):
+        if not self.ready_sent and self._send(text):
             self.sent.append(text)
 
     def stopping(self) -> None:

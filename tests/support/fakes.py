@@ -19,12 +19,14 @@ from conftest import make_app
 
 from keelrun.config import Overrides, load_settings
 from keelrun.logformat import LogFormatter
-from keelrun.loop import Loop
+from keelrun.loop import Loop, Timer
 from keelrun.settings import Settings
 from keelrun.supervisor.commands import Commands
 from keelrun.supervisor.events import Events
 from keelrun.supervisor.kernel import Child, Kernel
 from keelrun.supervisor.logpipes import LogPipes
+from keelrun.supervisor.probeapi import ProbeResult, ResultCallback
+from keelrun.supervisor.probes import ProbeTarget
 from keelrun.supervisor.supervisor import Supervisor
 
 
@@ -120,6 +122,67 @@ def killed(sig: int) -> int:
     return int(sig)
 
 
+class ScriptedProbes:
+    """Probes that answer on the next loop turn what the test says: ``verdict[name]`` for an
+    instance ``name`` (default: ok). ``tries`` counts the tries per instance."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.verdict: dict[str, tuple[bool, str]] = {}
+        self.tries: dict[str, int] = {}
+
+    def __call__(self, check: object, target: ProbeTarget) -> _Scripted:
+        return _Scripted(self, target)
+
+    def answer(self, pid: int) -> tuple[str, tuple[bool, str]]:
+        name = next(n for n, i in self.sup.instances.items() if i.pid == pid)
+        self.tries[name] = self.tries.get(name, 0) + 1
+        return name, self.verdict.get(name, (True, "fine"))
+
+
+class _Scripted:
+    def __init__(self, probes: ScriptedProbes, target: ProbeTarget) -> None:
+        self.probes = probes
+        self.target = target
+        self.timer: Timer | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.timer is not None
+
+    def start(self, on_result: ResultCallback) -> None:
+        def answer() -> None:
+            self.timer = None
+            _, (ok, detail) = self.probes.answer(self.target.pid)
+            on_result(ProbeResult(ok, detail))
+
+        self.timer = self.target.loop.call_later(0, answer)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class FakeService:
+    """keelrun's own sd_notify sender (sdnotify.ServiceNotifier), recording."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    @property
+    def ready_sent(self) -> bool:
+        return "READY=1" in self.sent
+
+    def ready(self, status: str | None = None) -> None:
+        if not self.ready_sent:
+            self.sent.append("READY=1")
+
+    def stopping(self) -> None:
+        if "STOPPING=1" not in self.sent:
+            self.sent.append("STOPPING=1")
+
+
 class Memory:
     """keelrun's stdout, kept in memory."""
 
@@ -155,6 +218,8 @@ class Harness:
             self.settings, self.loop, events, pipes, self.kernel, extra_env={"RUN": "x"}
         )
         self.commands = Commands(self.sup, self.overrides)
+        self.probes = ScriptedProbes(self.sup)
+        self.sup.checks.probe_factory = self.probes
 
     def start(self) -> None:
         counts = {t.name: t.count for t in self.settings.types}
@@ -189,6 +254,11 @@ class Harness:
 
     def events(self) -> list[str]:
         return [line.split("| ", 1)[1] for line in self.out.lines() if line.startswith("keelrun")]
+
+    def ps(self, name: str) -> dict:
+        """The `ps` record of one instance, with the health counts of the table."""
+        rows = self.commands.ps({"health_counts": True})["result"]
+        return next(r for r in rows if r["name"] == name)
 
     def close(self) -> None:
         self.kernel.close()

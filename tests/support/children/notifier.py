@@ -1,12 +1,15 @@
 """A stand-in app that speaks sd_notify to $NOTIFY_SOCKET, from itself or a descendant.
 
-usage: notifier.py [--depth N] [--setsid] [--fds] [--exit] [--ping SECONDS COUNT] MESSAGE...
+usage: notifier.py [--depth N] [--setsid] [--fds] [--exit] [--ping SECONDS COUNT]
+                   [--then MESSAGE]... MESSAGE...
 Each MESSAGE (Python escapes allowed: "READY=1\\nSTATUS=up", "\\xff") is one
 datagram, sent by the process N generations below this one (0: this one);
 --setsid: that process leaves the session first; --fds: the first datagram
 carries two file descriptors (SCM_RIGHTS). The sender prints "sent PID",
 then every process waits for SIGTERM/SIGKILL (--exit: the sender exits at once;
 --ping: it first sends WATCHDOG=1 COUNT times, SECONDS apart, printing "pinged" after).
+--then: each SIGUSR1 to the process group makes the sender send the next of these
+messages and print "then N" (the processes above it ignore SIGUSR1).
 """
 
 import array
@@ -26,7 +29,14 @@ if "--ping" in args:
     i = args.index("--ping")
     ping = float(args[i + 1]), int(args[i + 2])
     del args[i + 1 : i + 3]
+later = []
+while "--then" in args:
+    i = args.index("--then")
+    later.append(codecs.escape_decode(args[i + 1].encode())[0])
+    del args[i : i + 2]
 messages = [codecs.escape_decode(a.encode())[0] for a in args if not a.startswith("--")]
+pokes = []
+signal.signal(signal.SIGUSR1, lambda *a: pokes.append(1))
 
 for _ in range(depth):
     if os.fork() != 0:
@@ -56,5 +66,11 @@ if ping is not None:
     os.write(1, b"pinged\n")
 if "--exit" in args:
     os._exit(0)
+sent_later = 0
 while True:
     signal.pause()
+    while pokes and sent_later < len(later):
+        pokes.pop()
+        sock.send(later[sent_later])
+        sent_later += 1
+        os.write(1, f"then {sent_later}\n".encode())
