@@ -44,11 +44,6 @@ class Check:
     def uses_port(self) -> bool:
         return self.kind in ("port", "http")
 
-    def text(self) -> str:
-        """The config value this check was read from."""
-        arg = {"log": self.pattern, "http": self.path, "exec": self.command}.get(self.kind)
-        return self.kind if arg is None else f"{self.kind}:{arg}"
-
 
 def show(value: object) -> str:
     """A value as TOML would spell it, for error messages."""

@@ -38,7 +38,6 @@ WHERE = "pyproject.toml: tool.keelrun.processes.web.ready"
 )
 def test_ready_values(value: str, check: Check) -> None:
     assert parse_ready(value, WHERE) == check
-    assert check.text() == value
 
 
 @pytest.mark.parametrize(

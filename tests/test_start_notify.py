@@ -4,6 +4,7 @@ itself under a fake systemd (its NOTIFY_SOCKET, READY=1, STOPPING=1, WATCHDOG=1)
 
 from __future__ import annotations
 
+import shutil
 import socket
 import sys
 import time
@@ -215,3 +216,22 @@ def test_keelrun_under_systemd_says_ready_then_stopping_and_keeps_its_socket(
         assert [m.split("\n")[0] for m in said] == ["READY=1", "STOPPING=1"]
     finally:
         systemd.close()
+
+
+SYSTEMD_NOTIFY = shutil.which("systemd-notify")
+
+
+@pytest.mark.skipif(SYSTEMD_NOTIFY is None, reason="systemd-notify not installed (systemd)")
+def test_a_shell_script_readies_with_systemd_notify(tmp_path: Path, runner) -> None:
+    # systemd-notify is a short-lived child of the instance's shell: it waits until
+    # keelrun has read its datagram (BARRIER=1), so its place in the tree is known.
+    app = make_app(
+        tmp_path / "app",
+        "web: echo migrating; systemd-notify --ready --status='migrated, serving'; "
+        "exec sleep 1000\n",
+        pyproject=NOTIFY,
+    )
+    k = runner.start(app, "--no-timestamp")
+    k.wait_for_line(r"^keelrun\s+\| web\.1 is ready: it sent READY=1$", 10)
+    assert k.ps()["web.1"]["status"] == "migrated, serving"
+    assert k.terminate() == 0
