@@ -140,9 +140,9 @@ def test_exit_code_from_names_a_type_of_the_procfile() -> None:
     assert parse_exit_code_from("e2e", "--exit-code-from", types) == "e2e"
     with pytest.raises(
         InputError,
-        match=r'^--exit-code-from: no process type "e3" in the Procfile; did you mean "e2e"\?$',
+        match=r'^--exit-code-from: no process type "e2" in the Procfile; did you mean "e2e"\?$',
     ):
-        parse_exit_code_from("e3", "--exit-code-from", types)
+        parse_exit_code_from("e2", "--exit-code-from", types)
     with pytest.raises(InputError, match="runs before the formation"):
         parse_exit_code_from("release", "exit_code_from", (*types, "release"))
     with pytest.raises(InputError, match="expected a process type"):

@@ -146,6 +146,21 @@ def test_notify_types_get_keelruns_socket_and_a_watchdog(make) -> None:
     assert not worker.watchdog_pid
 
 
+def test_systemds_variables_never_reach_an_instance(make, tmp_path: Path) -> None:
+    from keelrun.supervisor import checks, notify
+
+    assert checks._NOTIFY_VARS == notify.NOTIFY_VARS  # the fast path's copy
+    h = make("web: app\nworker: job\n", WATCHDOG)
+    env = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"}
+    h.sup.settings = type(h.settings)(
+        **{**{f: getattr(h.settings, f) for f in h.settings.__slots__}, "env": env}
+    )
+    h.start()
+    web, worker = h.kernel.spawned
+    assert web.env["NOTIFY_SOCKET"].startswith("@keelrun/") and "WATCHDOG_PID" not in web.env
+    assert not any(k in worker.env for k in env)
+
+
 def test_watchdog_expiry_after_the_first_ping_is_unhealthy(make) -> None:
     h = make("web: app\n", WATCHDOG)
     h.start()

@@ -21,6 +21,9 @@ from keelrun.supervisor.instance import Instance, Intent
 from keelrun.supervisor.lifecycle import State
 from keelrun.supervisor.probeapi import ChildRoutes
 
+# notify.NOTIFY_VARS, spelled here so that spawning a type without notify imports nothing.
+_NOTIFY_VARS = ("NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID")
+
 if TYPE_CHECKING:
     from keelrun.supervisor.notify import NotifyReceiver
     from keelrun.supervisor.sdnotify import ServiceNotifier
@@ -32,6 +35,7 @@ class Checks:
         self.sup = sup
         self.routes = ChildRoutes()  # exec probes, whose exits the reaper hands over
         self.receiver: NotifyReceiver | None = None
+        self._no_receiver = False
         self.service: ServiceNotifier | None = None  # keelrun's own sd_notify (systemd)
         self.probe_factory: Any = None  # None: the real probes (tests put fakes here)
 
@@ -39,17 +43,30 @@ class Checks:
     def env(self, inst: Instance, env: dict[str, str]) -> dict[str, str]:
         """The instance's environment with keelrun's NOTIFY_SOCKET (and WATCHDOG_USEC) if
         its type uses notify or a watchdog; systemd's own never passes on."""
+        plan = inst.ptype.plan
+        if not plan.uses_notify and not any(k in env for k in _NOTIFY_VARS):
+            return env  # the common case, without importing the notify machinery
         from keelrun.supervisor.notify import instance_env
 
-        plan = inst.ptype.plan
-        address = None
-        if plan.uses_notify:
-            if self.receiver is None:
-                from keelrun.supervisor.notify import NotifyReceiver
-
-                self.receiver = NotifyReceiver(self.sup.loop)
-            address = self.receiver.address
+        receiver = self._receiver() if plan.uses_notify else None
+        address = receiver.address if receiver is not None else None
         return instance_env(env, address, plan.watchdog)
+
+    def _receiver(self) -> NotifyReceiver | None:
+        if self.receiver is None and not self._no_receiver:
+            from keelrun.supervisor.notify import NotifyReceiver
+
+            try:
+                self.receiver = NotifyReceiver(self.sup.loop)
+            except OSError as e:  # no unix sockets here: say so once, never crash the loop
+                self._no_receiver = True
+                self.sup.events.error(
+                    "notify_unavailable",
+                    f"cannot create the notify socket ({e.strerror or e}): "
+                    "notify checks cannot pass",
+                    error=e.strerror or str(e),
+                )
+        return self.receiver
 
     def begin(self, inst: Instance, env: dict[str, str]) -> None:
         """Right after a spawn: RUNNING without a ready check, else STARTING until it passes."""

@@ -20,7 +20,6 @@ import array
 import collections
 import contextlib
 import os
-import secrets
 import socket
 import struct
 from collections.abc import Callable, Mapping
@@ -140,7 +139,7 @@ class NotifyReceiver:
 
     def __init__(self, loop: Loop) -> None:
         self.loop = loop
-        self.address = f"@keelrun/{os.getpid()}/{secrets.token_hex(8)}"
+        self.address = f"@keelrun/{os.getpid()}/{os.urandom(8).hex()}"
         sock = socket.socket(
             socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC | socket.SOCK_NONBLOCK
         )
