@@ -12,24 +12,26 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from keelrun.healthspec import (
+    DEFAULT_HEALTH_INTERVAL,
+    DEFAULT_HEALTH_RETRIES,
+    DEFAULT_PROBE_TIMEOUT,
+    DEFAULT_READY_INTERVAL,
+    DEFAULT_READY_TIMEOUT,
+    DEFAULT_SUCCESS_CODES,
+    Check,
+    HealthPlan,
+)
+
 RestartPolicy = Literal["on-failure", "always", "never"]
 LogFormat = Literal["text", "json"]
 
 DEFAULT_PORT = 5000
 DEFAULT_TIMEOUT = 5.0
 DEFAULT_MAX_RESTARTS = 5
-DEFAULT_READY_TIMEOUT = 60.0
 MAX_COUNT = 10_000  # instances of one type: more is a typo, not a formation
 RELEASE_TYPE = "release"
 DEFAULT_WATCH = ("**/*.py",)  # what --watch watches for a type without its own patterns
-
-
-@dataclass(frozen=True, slots=True)
-class ReadyCheck:
-    """``ready = "port"`` or ``ready = "log:REGEX"``."""
-
-    kind: Literal["port", "log"]
-    pattern: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,11 +48,35 @@ class ProcessTypeSettings:
     grace: float  # seconds between the stop signal and SIGKILL
     stop_signal: signal.Signals
     depends_on: tuple[str, ...] = ()
-    ready: ReadyCheck | None = None
+    # Health and exit (README "Health: readiness, liveness, notify" and "Exit policy").
+    ready: Check | None = None
     ready_timeout: float = DEFAULT_READY_TIMEOUT
+    ready_interval: float = DEFAULT_READY_INTERVAL
+    probe_timeout: float = DEFAULT_PROBE_TIMEOUT
+    health: Check | None = None
+    health_interval: float = DEFAULT_HEALTH_INTERVAL
+    health_retries: int = DEFAULT_HEALTH_RETRIES
+    watchdog: float | None = None
+    success_codes: frozenset[int] = DEFAULT_SUCCESS_CODES
+    # The development loop and terminals.
     watch: tuple[str, ...] = ()  # glob patterns whose changes restart the type
     quiet: bool = False  # its lines are kept for `keelrun logs` but not printed
     tty: bool = False  # on a pseudo-terminal of its own (README "Terminals")
+
+    @property
+    def plan(self) -> HealthPlan:
+        """The health keys as one value, for the supervisor's checks and the exports."""
+        return HealthPlan(
+            ready=self.ready,
+            health=self.health,
+            ready_interval=self.ready_interval,
+            probe_timeout=self.probe_timeout,
+            ready_timeout=self.ready_timeout,
+            health_interval=self.health_interval,
+            health_retries=self.health_retries,
+            watchdog=self.watchdog,
+            success_codes=self.success_codes,
+        )
 
     def port_of(self, number: int) -> int:
         """Port of instance ``type.number`` (number from 1)."""
@@ -79,6 +105,10 @@ class Settings:
     socket: Path = Path(".keelrun.sock")
     # Named by --socket, KEELRUN_SOCKET or config: never moved to the runtime dir.
     socket_named: bool = False
+    # Exit policy: stop everything when this type has ended, exit with its status...
+    exit_code_from: str | None = None
+    # ...or when any instance ends and will not be restarted.
+    abort_on_exit: bool = False
 
     def all_types(self) -> list[ProcessTypeSettings]:
         """Every Procfile type in Procfile order, ``release`` included (colours follow it)."""

@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from keelrun.supervisor.commands import Commands
     from keelrun.supervisor.kernel import Kernel
     from keelrun.supervisor.lifeline import Lifeline
+    from keelrun.supervisor.sdnotify import ServiceNotifier
     from keelrun.supervisor.supervisor import Supervisor
     from keelrun.supervisor.writer import Writer
     from keelrun.watch.session import WatchSession
@@ -56,17 +57,25 @@ def _use_color(settings: Settings) -> bool:
 def start_command(overrides: Overrides, run_release: bool = False) -> int:
     from keelrun.supervisor.lifeline import Lifeline
 
+    # Under systemd (Type=notify): keelrun's own NOTIFY_SOCKET, taken out of the
+    # environment before anything reads it, so that no instance ever sees it.
+    service = _service_notifier()
     lifeline = Lifeline()
     try:
         from keelrun.config import inspect
+        from keelrun.errors import InputError
 
         loaded = inspect(overrides)
         settings = loaded.settings
         counts = _counts(settings, overrides.only_types)
         if run_release and settings.release is None:
-            from keelrun.errors import InputError
-
             raise InputError(str(settings.procfile), "--release given but there is no release type")
+        if settings.exit_code_from is not None:
+            from keelrun.supervisor.exitpolicy import exit_code_from_problem
+
+            problem = exit_code_from_problem(settings.exit_code_from, counts)
+            if problem is not None:
+                raise InputError("--exit-code-from", problem)
     except BaseException:
         lifeline.close()
         raise
@@ -76,12 +85,23 @@ def start_command(overrides: Overrides, run_release: bool = False) -> int:
 
         warn_at_start(settings, counts, overrides.only_types, loaded.count_sources)
 
-    return _supervise(settings, counts, lifeline, run_release, overrides, after_spawn=warn)
+    return _supervise(
+        settings, counts, lifeline, run_release, overrides, after_spawn=warn, service=service
+    )
+
+
+def _service_notifier() -> ServiceNotifier | None:
+    if "NOTIFY_SOCKET" not in os.environ:
+        return None  # not under systemd: nothing to import
+    from keelrun.supervisor.sdnotify import ServiceNotifier
+
+    return ServiceNotifier.from_environ(os.environ)
 
 
 def release_command(overrides: Overrides) -> int:
     from keelrun.supervisor.lifeline import Lifeline
 
+    _service_notifier()  # systemd's NOTIFY_SOCKET is keelrun's, never the release's
     lifeline = Lifeline()
     try:
         from keelrun.config import load_settings
@@ -103,6 +123,7 @@ def _supervise(
     run_release: bool,
     overrides: Overrides | None = None,
     after_spawn: Callable[[], None] | None = None,
+    service: ServiceNotifier | None = None,
 ) -> int:
     """Run the formation (counts None: the release phase alone) and return the exit status."""
     try:
@@ -141,6 +162,9 @@ def _supervise(
     from keelrun.supervisor.commands import Commands
 
     commands = Commands(sup, overrides)
+    if service is not None:
+        sup.checks.service = service
+        service.start_watchdog(loop)
 
     # The file watcher, when a type watches files (started once the first lines are out).
     watch = _Watch(loop, commands, lambda: [server.address] if server is not None else [])
@@ -178,7 +202,11 @@ def _supervise(
     watch.stop()
     if server is not None:
         server.close()
-    status = sup.shutdown.status or 0
+    from keelrun.supervisor.ending import final_status
+
+    status = final_status(sup)
+    if service is not None:
+        service.close()
     writer.drain(time.monotonic() + OUTPUT_DRAIN)
     lifeline.close()
     _exit_now(status)

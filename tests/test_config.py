@@ -12,7 +12,7 @@ from keelrun.config import Overrides, load_settings
 from keelrun.environment import instance_env
 from keelrun.errors import InputErrors
 from keelrun.formation import expand
-from keelrun.settings import ReadyCheck
+from keelrun.healthspec import Check
 
 PROCFILE = "web: w\nrelease: r\nworker: k\nclock: c\n"
 
@@ -94,14 +94,14 @@ def test_config_file_values(tmp_path: Path) -> None:
         2,
         9.0,
         signal.SIGINT,
-        ReadyCheck("port"),
+        Check("port"),
         5.0,
     )
     assert (web.restart, worker.restart, clock.restart) == ("always", "never", "always")
     assert (worker.count, worker.depends_on, worker.ready) == (
         3,
         ("web",),
-        ReadyCheck("log", "^ready$"),
+        Check("log", pattern="^ready$"),
     )
     assert clock.grace == 2.5 and clock.max_restarts == 3
     assert [(i.name, i.port) for i in expand(s)] == [
@@ -294,7 +294,8 @@ def test_every_config_error_names_file_and_key(
     assert sorted(errors(root)) == sorted(
         [
             f"{p}.bogus: unknown key (known: env_files, env_override, formation, port, timeout, "
-            "restart, max_restarts, log_format, quiet, watch, socket, processes)",
+            "restart, max_restarts, exit_code_from, abort_on_exit, log_format, quiet, watch, "
+            "socket, processes)",
             f'{p}.env_override: expected true or false, got "maybe"',
             f"{p}.timeout: expected a number of seconds >= 0, got -1",
             f'{p}.restart: expected one of on-failure, always, never, got "sometimes"',
@@ -302,14 +303,16 @@ def test_every_config_error_names_file_and_key(
             f"{p}.log_format: expected one of text, json, got 3",
             f"{p}.port: expected an integer 1-65535, got 0",
             f"{p}.processes.web.colour: unknown key (known: count, restart, grace, stop_signal, "
-            "depends_on, ready, ready_timeout, watch, tty)",
+            "depends_on, ready, health, ready_interval, probe_timeout, ready_timeout, "
+            "health_interval, health_retries, watchdog, success_codes, watch, tty)",
             f'{p}.processes.web.count: expected an integer, got "two"',
             f'{p}.processes.web.grace: expected a number of seconds, got "x"',
             f'{p}.processes.web.stop_signal: unknown signal "FOO"',
             f"{p}.processes.web.ready: invalid regular expression: missing ), unterminated "
             "subpattern at position 0",
-            f"{p}.processes.web.ready_timeout: expected a number of seconds > 0, got 0",
             f'{p}.processes.web.tty: expected true or false, got "yes please"',
+            f"{p}.processes.web.ready_timeout: expected a number of seconds > 0 (a year at most), "
+            "got 0",
             f'{p}.processes.ghost: no process type "ghost" in the Procfile '
             "(types: web, worker, clock)",
             f"{p}.processes.release.count: release is not part of the formation",

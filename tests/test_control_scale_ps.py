@@ -27,6 +27,8 @@ PS_KEYS = {
     "rss_bytes",
     "port",
     "command",
+    "health",  # README "Health: readiness, liveness, notify"
+    "status",
 }
 STATES = {"starting", "running", "ready", "stopping", "backoff", "stopped", "exited", "failed"}
 
@@ -232,6 +234,7 @@ def test_ps_json_keys_and_values(runner: Runner) -> None:
     assert rows["once.1"]["state"] == "exited" and rows["once.1"]["exit_status"] == 0
     assert rows["once.1"]["pid"] is None and rows["once.1"]["port"] == BASE + 100
     assert rows["fails.1"]["exit_status"] == 3 and rows["fails.1"]["state"] == "exited"
+    assert all(r["health"] is None and r["status"] is None for r in rows.values()), "no checks"
 
 
 # Ignores SIGTERM: only the grace's SIGKILL ends it.

@@ -1,4 +1,5 @@
-"""`keelrun export kubernetes`: manifests checked field by field against the API's schema."""
+"""`keelrun export kubernetes`: manifests checked field by field against the API's schema,
+with the health checks as probes, a Service per served port and a Job for release."""
 
 from __future__ import annotations
 
@@ -20,6 +21,8 @@ OBJECT_META = {"name": str, "labels": LABELS}
 LOCAL_REF = {"name": str, "optional": bool}
 PROBE = {
     "tcpSocket": {"port": int},
+    "httpGet": {"path": str, "port": int},
+    "exec": {"command": [str]},
     "periodSeconds": int,
     "initialDelaySeconds": int,
     "timeoutSeconds": int,
@@ -30,10 +33,14 @@ CONTAINER = {
     "image": str,
     "command": [str],
     "args": [str],
+    "env": [{"name": str, "value": str}],
     "envFrom": [{"configMapRef": LOCAL_REF, "secretRef": LOCAL_REF, "prefix": str}],
     "ports": [{"name": str, "containerPort": int, "protocol": str}],
     "readinessProbe": PROBE,
+    "livenessProbe": PROBE,
+    "startupProbe": PROBE,
 }
+POD_SPEC = {"terminationGracePeriodSeconds": int, "restartPolicy": str, "containers": [CONTAINER]}
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Deployment": {
         "apiVersion": str,
@@ -44,8 +51,26 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "selector": {"matchLabels": LABELS},
             "template": {
                 "metadata": OBJECT_META,
-                "spec": {"terminationGracePeriodSeconds": int, "containers": [CONTAINER]},
+                "spec": POD_SPEC,
             },
+        },
+    },
+    "Service": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": OBJECT_META,
+        "spec": {
+            "selector": LABELS,
+            "ports": [{"name": str, "port": int, "targetPort": (int, str), "protocol": str}],
+        },
+    },
+    "Job": {
+        "apiVersion": str,
+        "kind": str,
+        "metadata": OBJECT_META,
+        "spec": {
+            "backoffLimit": int,
+            "template": {"metadata": OBJECT_META, "spec": POD_SPEC},
         },
     },
     "ConfigMap": {"apiVersion": str, "kind": str, "metadata": OBJECT_META, "data": ("map", str)},
@@ -57,7 +82,13 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "stringData": ("map", str),
     },
 }
-API_VERSIONS = {"Deployment": "apps/v1", "ConfigMap": "v1", "Secret": "v1"}
+API_VERSIONS = {
+    "Deployment": "apps/v1",
+    "ConfigMap": "v1",
+    "Secret": "v1",
+    "Service": "v1",
+    "Job": "batch/v1",
+}
 
 
 def check(value: Any, schema: Any, path: str) -> None:
@@ -70,6 +101,8 @@ def check(value: Any, schema: Any, path: str) -> None:
         assert isinstance(value, list), f"{path}: expected a list"
         for i, item in enumerate(value):
             check(item, schema[0], f"{path}[{i}]")
+    elif isinstance(schema, tuple) and schema[0] != "map":  # (int, str): either type
+        assert isinstance(value, schema) and not isinstance(value, bool), f"{path}: {value!r}"
     elif isinstance(schema, tuple):  # ("map", type): string keys to values of type
         assert isinstance(value, dict), f"{path}: expected a map"
         for key, item in value.items():
@@ -88,16 +121,28 @@ def check_object(doc: dict[str, Any]) -> None:
     for key, value in meta.get("labels", {}).items():
         assert LABEL_KEY.fullmatch(key)
         assert len(value) <= 63 and re.fullmatch(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]", value)
-    if kind == "Deployment":
+    if kind in ("Deployment", "Job"):
         spec = doc["spec"]
-        assert spec["replicas"] >= 0
-        template_labels = spec["template"]["metadata"]["labels"]
-        assert spec["selector"]["matchLabels"].items() <= template_labels.items()
+        if kind == "Deployment":
+            assert spec["replicas"] >= 0
+            template_labels = spec["template"]["metadata"]["labels"]
+            assert spec["selector"]["matchLabels"].items() <= template_labels.items()
+        else:
+            assert spec["template"]["spec"]["restartPolicy"] in ("Never", "OnFailure")
         for c in spec["template"]["spec"]["containers"]:
             assert DNS_LABEL.fullmatch(c["name"])
             for port in c.get("ports", []):
                 assert 1 <= port["containerPort"] <= 65535 and port["protocol"] in ("TCP", "UDP")
                 assert len(port["name"]) <= 15
+            names = {p["name"] for p in c.get("ports", [])}
+            for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+                if probe in c:
+                    handlers = {"tcpSocket", "httpGet", "exec"} & set(c[probe])
+                    assert len(handlers) == 1, f"{probe}: exactly one handler"
+                    port = c[probe].get("tcpSocket", c[probe].get("httpGet", {})).get("port")
+                    assert port is None or port in {p["containerPort"] for p in c["ports"]}
+                    assert c[probe]["periodSeconds"] >= 1 and c[probe]["timeoutSeconds"] >= 1
+            assert all(len(n) <= 15 for n in names)
 
 
 PROCFILE = (
@@ -115,6 +160,20 @@ ready = "port"
 grace = 2
 [tool.keelrun.processes.Queue_Worker]
 ready = "log:ready"
+"""
+HEALTH = """
+[tool.keelrun.processes.web]
+ready = "notify"
+health = "http:/health"
+health_interval = 15
+health_retries = 4
+probe_timeout = 1.5
+ready_timeout = 30
+[tool.keelrun.processes.api]
+ready = "http:/ready"
+ready_interval = 2
+[tool.keelrun.processes.Queue_Worker]
+health = "exec:celery inspect ping -d celery@$HOSTNAME"
 """
 ENV = "SECRET_KEY=s3cret\nDATABASE_URL=postgres://u:p@db/x\n"
 
@@ -141,9 +200,12 @@ def test_one_deployment_per_type_and_a_config_map(root: Path) -> None:
     docs = export(root)
     assert sorted(docs) == [
         "my-shop-api-deployment.yaml",
+        "my-shop-api-service.yaml",
         "my-shop-configmap.yaml",
         "my-shop-queue-worker-deployment.yaml",
+        "my-shop-release-job.yaml",
         "my-shop-web-deployment.yaml",
+        "my-shop-web-service.yaml",
     ]
     web = docs["my-shop-web-deployment.yaml"]
     assert web["metadata"]["name"] == "my-shop-web"
@@ -175,12 +237,66 @@ def test_ready_port_type_gets_its_port_and_a_readiness_probe(root: Path) -> None
     # api is the 4th type (release counts): 8000 + 300, as keelrun start gives it.
     assert c["ports"][0]["containerPort"] == 8300
     assert c["readinessProbe"]["tcpSocket"] == {"port": 8300}
+    service = docs["my-shop-api-service.yaml"]
+    assert service["spec"]["ports"] == [
+        {"name": "http", "port": 8300, "targetPort": "http", "protocol": "TCP"}
+    ]
+    assert (
+        service["spec"]["selector"]
+        == docs["my-shop-api-deployment.yaml"]["spec"]["selector"]["matchLabels"]
+    )
     assert api["terminationGracePeriodSeconds"] == 2 + 5
     worker = docs["my-shop-queue-worker-deployment.yaml"]["spec"]["template"]["spec"]
     assert worker["containers"][0]["name"] == "queue-worker"
     assert worker["containers"][0]["command"] == ["keelrun", "start", "Queue_Worker"]
     assert "ports" not in worker["containers"][0]
     assert docs["my-shop-configmap.yaml"]["data"]["KEELRUN_PORT"] == "8000"
+
+
+def test_checks_become_probes(tmp_path: Path) -> None:
+    root = make_app(tmp_path / "My_Shop", PROCFILE, pyproject=HEALTH)
+    docs = export(root)
+
+    def container(name: str) -> dict[str, Any]:
+        return docs[f"my-shop-{name}-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+
+    web, api, worker = container("web"), container("api"), container("queue-worker")
+    # notify has no Kubernetes equivalent: keelrun in the pod waits for it.
+    assert "readinessProbe" not in web
+    assert web["livenessProbe"] == {
+        "httpGet": {"path": "/health", "port": 5000},
+        "periodSeconds": 15,
+        "timeoutSeconds": 2,
+        "failureThreshold": 4,
+    }
+    # Liveness starts once the app is up: a startupProbe holds it back for ready_timeout.
+    assert web["startupProbe"]["httpGet"] == {"path": "/health", "port": 5000}
+    assert web["startupProbe"]["failureThreshold"] == 30  # ready_timeout / 1 s periods
+    assert api["readinessProbe"] == {
+        "httpGet": {"path": "/ready", "port": 5300},
+        "periodSeconds": 2,
+        "timeoutSeconds": 2,
+    }
+    assert api["ports"] == [{"name": "http", "containerPort": 5300, "protocol": "TCP"}]
+    assert worker["livenessProbe"]["exec"] == {
+        "command": ["/bin/sh", "-c", "celery inspect ping -d celery@$HOSTNAME"]
+    }
+    assert worker["env"] == [{"name": "PORT", "value": "5200"}]
+    assert "ports" not in worker and "my-shop-queue-worker-service.yaml" not in docs
+
+
+def test_release_is_a_job_with_the_same_image_and_environment(root: Path) -> None:
+    docs = export(root, "--image", "registry.example/shop:1.2")
+    job = docs["my-shop-release-job.yaml"]
+    assert job["metadata"]["name"] == "my-shop-release"
+    assert job["metadata"]["labels"]["app.kubernetes.io/component"] == "release"
+    pod = job["spec"]["template"]["spec"]
+    assert (pod["restartPolicy"], job["spec"]["backoffLimit"]) == ("Never", 0)
+    (c,) = pod["containers"]
+    web = docs["my-shop-web-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    assert c["command"] == ["keelrun", "release"]
+    assert (c["image"], c["envFrom"]) == (web["image"], web["envFrom"])
+    assert "ports" not in c and "readinessProbe" not in c
 
 
 def test_env_values_appear_only_with_include_env(root: Path) -> None:

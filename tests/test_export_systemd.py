@@ -196,3 +196,43 @@ def test_include_env_never_takes_values_from_the_exporting_shell(tmp_path: Path)
         "DEF='${NOPE:-fall back}'",
     ]
     assert "GREETING refers to ${HOME}" in r.stderr
+
+
+HEALTH = """
+[tool.keelrun.processes.web]
+ready = "notify"
+watchdog = 2.5
+ready_timeout = 90
+[tool.keelrun.processes.worker]
+depends_on = ["web"]
+health = "http:/health"
+"""
+
+
+@pytest.fixture
+def with_checks(tmp_path: Path) -> Path:
+    root = make_app(tmp_path / "shop", "web: gunicorn app\nworker: celery\n", pyproject=HEALTH)
+    r = run_keelrun("export", "systemd", str(tmp_path / "units"), "-m", "web=2", cwd=root)
+    assert r.returncode == 0, r.stderr
+    return tmp_path / "units"
+
+
+def test_notify_watchdog_and_dependencies_become_unit_settings(with_checks: Path) -> None:
+    web = directives((with_checks / "shop-web@.service").read_text())
+    worker = directives((with_checks / "shop-worker@.service").read_text())
+    assert (web["Type"], web["NotifyAccess"], web["WatchdogSec"]) == (
+        ["notify"],
+        ["all"],
+        ["2500ms"],
+    )
+    assert web["TimeoutStartSec"] == ["90s"]
+    assert worker["Type"] == ["simple"] and "NotifyAccess" not in worker
+    instances = "shop-web@1.service shop-web@2.service"
+    assert worker["Wants"] == [instances] and worker["After"] == ["network.target", instances]
+    assert "Wants" not in web
+
+
+@needs_systemd
+def test_systemd_analyze_verify_accepts_the_checks(with_checks: Path) -> None:
+    r = verify(with_checks, "shop.target", "shop-web@1.service", "shop-worker@1.service")
+    assert (r.returncode, r.stdout, r.stderr) == (0, "", "")

@@ -19,7 +19,8 @@ from keelrun.export import kubernetes, supervisord, systemd
 from keelrun.export.names import dns_label, unit_name
 from keelrun.export.plan import ExportPlan, instance_script
 from keelrun.export.yamltext import dump
-from keelrun.settings import ProcessTypeSettings, ReadyCheck, Settings
+from keelrun.healthspec import Check
+from keelrun.settings import ProcessTypeSettings, Settings
 
 # A Procfile command: one line of anything but NUL and line breaks.
 commands = st.text(
@@ -192,13 +193,17 @@ def test_kubernetes_grace_outlasts_keelrun_and_rounds_up(tmp_path: Path) -> None
     assert doc["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] == 13
 
 
-def test_kubernetes_readiness_probe_only_for_ready_port(tmp_path: Path) -> None:
-    api = make_type("api", index=1, ready=ReadyCheck("port"))
-    logger = make_type("logger", index=2, ready=ReadyCheck("log", "up"))
+def test_kubernetes_readiness_probe_for_checks_kubernetes_can_make(tmp_path: Path) -> None:
+    api = make_type("api", index=1, ready=Check("port"), ready_interval=5)
+    logger = make_type("logger", index=2, ready=Check("log", pattern="up"))
     plan = make_plan(tmp_path, api, logger)
     api_c = kubernetes.deployment(plan, "app", api)["spec"]["template"]["spec"]["containers"][0]
     log_c = kubernetes.deployment(plan, "app", logger)["spec"]["template"]["spec"]["containers"][0]
-    assert api_c["readinessProbe"] == {"tcpSocket": {"port": 5100}, "periodSeconds": 5}
+    assert api_c["readinessProbe"] == {
+        "tcpSocket": {"port": 5100},
+        "periodSeconds": 5,
+        "timeoutSeconds": 2,
+    }
     assert api_c["ports"][0]["containerPort"] == 5100
     assert "readinessProbe" not in log_c and "ports" not in log_c
 

@@ -6,13 +6,12 @@ import signal
 
 import pytest
 
+from keelrun.supervisor.exitpolicy import restarts
 from keelrun.supervisor.lifecycle import (
     RestartTracker,
     State,
     describe_exit,
     exit_code,
-    is_failure,
-    should_restart,
 )
 
 
@@ -62,14 +61,8 @@ def test_describe_exit() -> None:
         ("never", killed(signal.SIGKILL), False),
     ],
 )
-def test_should_restart_table(policy, status: int, restart: bool) -> None:
-    assert should_restart(policy, status) is restart
-
-
-def test_failure_means_nonzero_or_signal() -> None:
-    assert not is_failure(exited(0))
-    assert is_failure(exited(1))
-    assert is_failure(killed(signal.SIGTERM))
+def test_restart_table(policy, status: int, restart: bool) -> None:
+    assert restarts(policy, exit_code(status)) is restart
 
 
 def test_backoff_doubles_from_1_to_a_30s_cap() -> None:

@@ -1,4 +1,4 @@
-"""keelrun/listeners.py: who listens on a port, read from /proc with real sockets."""
+"""keelrun/listeners.py: who listens on a port (netlink, /proc, a connect) with real sockets."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from keelrun.listeners import listening, socket_inodes, taken_by_others
+from keelrun import listeners
+from keelrun.listeners import listening, taken_by_others
 
 
 def listener(family: socket.AddressFamily, address: str) -> socket.socket:
@@ -29,12 +30,17 @@ def listener(family: socket.AddressFamily, address: str) -> socket.socket:
         (socket.AF_INET6, "::1", "[::1]"),
     ],
 )
-def test_loopback_and_wildcard_listeners_are_found(family, address: str, shown: str) -> None:
+@pytest.mark.parametrize("netlink", [True, False], ids=["netlink", "proc"])
+def test_loopback_and_wildcard_listeners_are_found(
+    family, address: str, shown: str, netlink: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listeners, "_netlink_works", netlink)
     with listener(family, address) as s:
         port = s.getsockname()[1]
         found = listening({port, 1})
-        assert [addr for addr, _ in found[port]] == [f"{shown}:{port}"]
-        assert found[port][0][1] in socket_inodes([os.getpid()])
+        assert [x.address for x in found[port]] == [shown]
+        assert os.readlink(f"/proc/self/fd/{s.fileno()}") == f"socket:[{found[port][0].inode}]"
+        assert found[port][0].uid == os.getuid()
         assert 1 not in found
 
 
@@ -47,13 +53,17 @@ def test_other_addresses_and_sockets_that_do_not_listen_are_not() -> None:
         assert listening(ports) == {}
 
 
-def test_without_proc_a_connect_tells(tmp_path: Path) -> None:
+def test_without_netlink_and_proc_a_connect_tells(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(listeners, "_netlink_works", False)
+    monkeypatch.setattr(listeners, "PROC", str(tmp_path))
     with listener(socket.AF_INET, "127.0.0.1") as s:
         port = s.getsockname()[1]
         with socket.socket() as closed:
             closed.bind(("127.0.0.1", 0))
             free = closed.getsockname()[1]
-        assert listening({port, free}, proc=str(tmp_path)) == {port: [(f"127.0.0.1:{port}", 0)]}
+        assert listening({port, free}) == {port: [listeners.Listener(port, "127.0.0.1", 0)]}
 
 
 LISTEN_CHILD = (

@@ -80,6 +80,8 @@ BAD = {
     "quiet": "not a type",
     "watch": "sometimes",
     "socket": None,
+    "exit_code_from": "nope",
+    "abort_on_exit": "maybe",
 }
 
 

@@ -177,9 +177,9 @@ def test_depends_on_holds_a_type_until_its_dependency_is_ready(make) -> None:
     assert h.state("web.1") == "starting" and h.state("worker.1") == "starting"
     assert len(h.kernel.spawned) == 1
     web = h.sup.instances["web.1"]
-    h.sup.readiness.check_lines(web, b"booting\n")
+    h.sup.checks.check_lines(web, b"booting\n")
     assert len(h.kernel.spawned) == 1
-    h.sup.readiness.check_lines(web, b"listening on 5000\n")
+    h.sup.checks.check_lines(web, b"listening on 5000\n")
     assert h.state("web.1") == "ready" and h.state("worker.1") == "running"
 
 

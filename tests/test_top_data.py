@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 
-from keelrun.top.data import cells, render_line, state_text, toggle, visible
+from keelrun.control.client import state_cell
+from keelrun.top.data import cells, render_line, toggle, visible
 
 ROW = {
     "name": "web.1",
@@ -31,14 +32,14 @@ def test_a_stopped_instance_shows_dashes() -> None:
     assert cells(row) == ("web.1", "stopped", "-", "-", "2", "-", "-", "5000")
 
 
-def test_health_joins_the_state() -> None:
-    assert state_text(ROW) == "ready"  # no health key: a keelrun without checks
-    assert state_text({**ROW, "health": None}) == "ready"
-    assert state_text({**ROW, "health": "ok"}) == "ready"
-    assert state_text({**ROW, "health": "failing"}) == "ready (failing)"
+def test_health_joins_the_state_as_in_ps() -> None:
+    assert state_cell(ROW) == "ready"  # no health key: a keelrun without checks
+    assert state_cell({**ROW, "health": None}) == "ready"
+    assert state_cell({**ROW, "health": "ok", "health_failures": 0}) == "ready"
+    assert state_cell({**ROW, "health": "failing"}) == "ready (failing)"  # no counts
     failing = {**ROW, "health": "failing", "health_failures": 2, "health_retries": 3}
-    assert state_text(failing) == "ready (failing 2/3)"
-    assert cells(failing)[1] == "ready (failing 2/3)"
+    assert state_cell(failing) == "ready (failing 2/3)"
+    assert cells(failing)[1] == "ready (failing 2/3)"  # top's cell is ps' cell
 
 
 def test_filter_by_name_any_case() -> None:

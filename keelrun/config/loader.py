@@ -64,7 +64,7 @@ def inspect(
 
 
 # Options whose sources the loader reads in a way of their own (see their methods).
-_READ_APART = ("procfile", "env_files", "formation", "port", "socket")
+_READ_APART = ("procfile", "env_files", "formation", "port", "socket", "exit_code_from")
 
 
 class _Picked(NamedTuple):
@@ -145,6 +145,7 @@ class _Loader:
         names = [e.name for e in entries]
         per_type = self.per_type(names)
         counts = self.counts(names, per_type)
+        self.values["exit_code_from"] = self.exit_code_from(names)
         types, release = self.build_types(entries, per_type, counts, port, procfile_label)
         if self.o.only_types:
             self.check_only_types(names)
@@ -203,6 +204,8 @@ class _Loader:
                 values["watch"] = DEFAULT_WATCH
             if entry.name in on_tty:
                 values["tty"] = True
+            if entry.name == self.values["exit_code_from"] and "restart" not in conf:
+                values["restart"] = "never"  # a test run whose status keelrun exits with
             t = ProcessTypeSettings(
                 name=entry.name,
                 command=entry.command,
@@ -409,6 +412,16 @@ class _Loader:
             if names and name not in names and picked is not None:
                 self.errors.append(InputError(picked.where, _unknown_type(name, names)))
         return set(given)
+
+    def exit_code_from(self, names: list[str]) -> str | None:
+        """``--exit-code-from TYPE``: a type of the Procfile (not release)."""
+        from keelrun.healthspec import parse_exit_code_from
+
+        picked = self.pick(BY_NAME["exit_code_from"])
+        if picked is None:
+            return None
+        types = [n for n in names if n != RELEASE_TYPE] or [str(picked.value).strip()]
+        return self.attempt(parse_exit_code_from, picked.value, picked.where, types, default=None)
 
     def check_only_types(self, names: list[str]) -> None:
         known = [n for n in names if n != RELEASE_TYPE]

@@ -31,20 +31,14 @@ from keelrun.config.values import (
     to_path,
     to_paths,
     to_port,
-    to_positive_seconds,
-    to_ready,
     to_restart,
     to_seconds,
     to_signal,
     to_type_names,
     to_watch,
 )
-from keelrun.settings import (
-    DEFAULT_MAX_RESTARTS,
-    DEFAULT_PORT,
-    DEFAULT_READY_TIMEOUT,
-    DEFAULT_TIMEOUT,
-)
+from keelrun.healthspec import TYPE_KEYS as HEALTH_KEYS
+from keelrun.settings import DEFAULT_MAX_RESTARTS, DEFAULT_PORT, DEFAULT_TIMEOUT
 
 # "value": takes an argument; "multiple": repeatable, a tuple; "flag": true when
 # given; "switch": --x/--no-x, true, false or not given.
@@ -165,6 +159,24 @@ OPTIONS: tuple[Option, ...] = (
         default=DEFAULT_MAX_RESTARTS,
     ),
     Option(
+        "exit_code_from",
+        ("--exit-code-from",),
+        "When TYPE's instances have ended, stop the rest; exit with TYPE's status.",
+        ("start",),
+        metavar="TYPE",
+        setting=True,  # checked against the Procfile's types by the loader
+    ),
+    Option(
+        "abort_on_exit",
+        ("--abort-on-exit",),
+        "Stop everything when an instance ends and is not restarted (as honcho does).",
+        ("start",),
+        kind="flag",
+        check=to_bool,
+        default=False,
+        setting=True,
+    ),
+    Option(
         "log_format",
         ("--log-format",),
         "text (default) or json.",
@@ -265,8 +277,8 @@ TYPE_KEYS: dict[str, TypeKey] = {
     "grace": TypeKey(to_seconds, inherit="timeout"),
     "stop_signal": TypeKey(to_signal, signal.SIGTERM),
     "depends_on": TypeKey(to_names, ()),
-    "ready": TypeKey(to_ready, None),
-    "ready_timeout": TypeKey(to_positive_seconds, DEFAULT_READY_TIMEOUT),
+    # ready, health, their timings, watchdog, success_codes (keelrun/healthspec.py)
+    **{key: TypeKey(check, default) for key, (check, default) in HEALTH_KEYS.items()},
     "watch": TypeKey(to_watch, ()),
     "tty": TypeKey(to_bool, False),
 }

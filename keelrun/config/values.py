@@ -2,7 +2,8 @@
 
 A value comes as TOML gave it (str, int, float, bool, list, table) or as the
 text of a flag or KEELRUN_ variable; every checker accepts both, so that one
-option is checked the same way from every source.
+option is checked the same way from every source. The health keys' checkers
+live in keelrun/healthspec.py, next to the values they make.
 """
 
 from __future__ import annotations
@@ -13,26 +14,14 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from keelrun.errors import InputError, InputErrors
-from keelrun.settings import MAX_COUNT, ReadyCheck
+from keelrun.healthspec import show
+from keelrun.settings import MAX_COUNT
 
 Checker = Callable[[object, str], Any]
 
 RESTART_POLICIES = ("on-failure", "always", "never")
 LOG_FORMATS = ("text", "json")
 MAX_PORT = 65535
-
-
-def show(value: object) -> str:
-    """A value as TOML would spell it, for error messages."""
-    if isinstance(value, str):
-        return '"' + value.replace('"', '\\"') + '"'
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    if isinstance(value, list):
-        return "an array"
-    return str(value)
 
 
 def to_int(value: object, where: str, minimum: int = 0, maximum: int | None = None) -> int:
@@ -59,7 +48,7 @@ def to_port(value: object, where: str) -> int:
     return to_int(value, where, minimum=1, maximum=MAX_PORT)
 
 
-def to_seconds(value: object, where: str, positive: bool = False) -> float:
+def to_seconds(value: object, where: str) -> float:
     number: float
     if isinstance(value, str):
         try:
@@ -70,14 +59,9 @@ def to_seconds(value: object, where: str, positive: bool = False) -> float:
         number = float(value)
     else:
         raise InputError(where, f"expected a number of seconds, got {show(value)}")
-    if not math.isfinite(number) or number < 0 or (positive and number == 0):
-        bound = "> 0" if positive else ">= 0"
-        raise InputError(where, f"expected a number of seconds {bound}, got {show(value)}")
+    if not math.isfinite(number) or number < 0:
+        raise InputError(where, f"expected a number of seconds >= 0, got {show(value)}")
     return number
-
-
-def to_positive_seconds(value: object, where: str) -> float:
-    return to_seconds(value, where, positive=True)
 
 
 def to_bool(value: object, where: str) -> bool:
@@ -173,21 +157,6 @@ def to_watch(value: object, where: str) -> tuple[str, ...]:
         if problem:
             raise InputError(where, problem)
     return tuple(value)
-
-
-def to_ready(value: object, where: str) -> ReadyCheck:
-    if value == "port":
-        return ReadyCheck("port")
-    if isinstance(value, str) and value.startswith("log:"):
-        pattern = value[4:]
-        if not pattern:
-            raise InputError(where, 'empty pattern in "log:REGEX"')
-        try:
-            re.compile(pattern)
-        except re.error as e:
-            raise InputError(where, f"invalid regular expression: {e}") from None
-        return ReadyCheck("log", pattern)
-    raise InputError(where, f'expected "port" or "log:REGEX", got {show(value)}')
 
 
 def to_signal(value: object, where: str) -> Any:

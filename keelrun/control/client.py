@@ -171,12 +171,28 @@ def scale_command(app_root: str | None, sock: str | None, changes: list[str]) ->
 
 
 def ps_command(app_root: str | None, sock: str | None, as_json: bool) -> int:
-    rows = Client(app_root, sock).call("ps", {})
+    # --json prints the records as they are; the table also wants the health counts.
+    rows = Client(app_root, sock).call("ps", {} if as_json else PS_TABLE_ARGS)
     if as_json:
         _say(json.dumps(rows))
         return 0
     _say(format_ps(rows))
     return 0
+
+
+PS_TABLE_ARGS = {"health_counts": True}
+
+
+def state_cell(row: dict[str, Any]) -> str:
+    """The STATE cell of `ps` and `top`: the state, and the health while checks fail
+    (`ready (failing 2/3)`; the counts come with ``PS_TABLE_ARGS``)."""
+    state = str(row.get("state", "?"))
+    if row.get("health") != "failing":
+        return state
+    failures, retries = row.get("health_failures"), row.get("health_retries")
+    if isinstance(failures, int) and isinstance(retries, int) and failures:
+        return f"{state} (failing {failures}/{retries})"
+    return f"{state} (failing)"
 
 
 def format_ps(rows: list[dict[str, Any]]) -> str:
@@ -198,7 +214,7 @@ def format_ps(rows: list[dict[str, Any]]) -> str:
             (
                 r["name"],
                 dash(r["pid"]),
-                r["state"],
+                state_cell(r),
                 duration(r["uptime_s"]),
                 str(r["restarts"]),
                 dash(r["exit_status"]),

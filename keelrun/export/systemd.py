@@ -1,5 +1,9 @@
 """``keelrun export systemd``: an ``<app>.target`` and a templated ``<app>-<type>@.service``.
 
+``ready = "notify"`` makes a service ``Type=notify`` (the app's READY=1 is
+systemd's start), ``watchdog`` its ``WatchdogSec=`` (export/probes.py), and
+``depends_on`` wants and orders the exported instances of those types first.
+
 Instance ``<app>-web@3.service`` is ``web.3``: its PORT is the type's base port
 + 3 - 1, computed by the shell from ``%i``. The target wants the exported
 formation's instances; ``systemctl enable --now <app>-web@{1..4}.service`` adds
@@ -12,6 +16,7 @@ from __future__ import annotations
 from keelrun.export.names import unit_name
 from keelrun.export.output import SECRET_MODE, OutputFile
 from keelrun.export.plan import ExportPlan, instance_script
+from keelrun.export.probes import systemd_service_lines, time_span
 from keelrun.settings import ProcessTypeSettings
 
 _INSTANCE = "\0"  # stands for %i while the script is escaped (never in a command)
@@ -29,12 +34,6 @@ def exec_word(text: str) -> str:
     """``text`` as one double-quoted word of an Exec*= line, taken literally."""
     escaped = text.replace("\\", "\\\\").replace('"', '\\"').replace("$", "$$").replace("%", "%%")
     return f'"{escaped}"'
-
-
-def time_span(seconds: float) -> str:
-    if float(seconds).is_integer():
-        return f"{int(seconds)}s"
-    return f"{round(seconds * 1000)}ms"
 
 
 def env_file_line(key: str, value: str) -> str:
@@ -68,6 +67,16 @@ def render_service(plan: ExportPlan, app: str, t: ProcessTypeSettings) -> str:
         f"PartOf={app}.target",
         "After=network.target",
     ]
+    # depends_on: the exported instances of those types first (with Type=notify,
+    # once they are ready).
+    deps = [
+        f"{app}-{d.name}@{n}.service"
+        for d in plan.settings.types
+        if d.name in t.depends_on
+        for n in range(1, d.count + 1)
+    ]
+    if deps:
+        unit += [f"Wants={' '.join(deps)}", f"After={' '.join(deps)}"]
     if t.restart != "never":
         unit += [
             f"StartLimitIntervalSec={(t.max_restarts + 1) * (UPTIME_RESET + RESTART_SEC)}",
@@ -76,7 +85,7 @@ def render_service(plan: ExportPlan, app: str, t: ProcessTypeSettings) -> str:
     unit += [
         "",
         "[Service]",
-        "Type=simple",
+        *systemd_service_lines(t.plan),
         "# Add User= and Group= (here or in a drop-in) to run as a dedicated account.",
         f"WorkingDirectory={plan.app_root}",
         *env_files,

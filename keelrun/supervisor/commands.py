@@ -170,6 +170,9 @@ class Commands:
     def ps(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         from keelrun.supervisor.stats import snapshot, tree_stats
 
+        counts = args.get("health_counts", False)
+        if not isinstance(counts, bool):
+            raise RequestError("health_counts must be true or false")
         snap = snapshot()
         now = self.sup.loop.time()
         rows = []
@@ -178,6 +181,11 @@ class Commands:
             cpu, rss = tree_stats(inst.pid, snap) if inst.pid is not None else (None, None)
             row["cpu_percent"] = cpu
             row["rss_bytes"] = rss
+            if counts:  # for the tables of `ps` and `top`: `ready (failing 2/3)`
+                health = inst.health
+                live = health.liveness if health is not None and health.plan.has_check else None
+                row["health_failures"] = live.failures if live is not None else None
+                row["health_retries"] = live.retries if live is not None else None
             rows.append(row)
         return {"ok": True, "result": rows}
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import enum
 import os
+import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
@@ -16,6 +17,7 @@ from keelrun.supervisor.lifecycle import RestartTracker, State
 from keelrun.supervisor.ring import LogRing
 
 if TYPE_CHECKING:
+    from keelrun.supervisor.health import InstanceHealth
     from keelrun.supervisor.terminal import Terminal
 
 
@@ -27,6 +29,7 @@ class Intent(enum.Enum):
     RESTART = "restart"  # start again at once
     REMOVE = "remove"  # scaled away
     READY_TIMEOUT = "ready-timeout"  # a failed start
+    UNHEALTHY = "unhealthy"  # a failed start too: its health checks failed
 
 
 class Stream:
@@ -61,12 +64,12 @@ class Instance:
         self.tracker = RestartTracker(ptype.max_restarts)
         self.intent = Intent.NONE
         self.killed = False  # SIGKILL sent to this process already
-        self.timer: Timer | None = None  # back-off, grace or ready-timeout deadline
-        self.probe: Timer | None = None  # next port probe
+        self.timer: Timer | None = None  # back-off or grace deadline
         self.streams: list[Stream] = []
         self.terminal: Terminal | None = None  # the pty of the current process (tty types)
         self.ring = LogRing()
-        self.log_ready = None  # compiled regex while waiting for a ready line
+        self.log_ready: re.Pattern[str] | None = None  # while waiting for a ready line
+        self.health: InstanceHealth | None = None  # this incarnation's checks (checks.py)
 
     @property
     def port(self) -> int:
@@ -80,28 +83,38 @@ class Instance:
         return now - self.started_at if self.pid is not None else 0.0
 
     def cancel_timers(self) -> None:
-        for t in (self.timer, self.probe):
-            if t is not None:
-                t.cancel()
-        self.timer = self.probe = None
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
 
     def is_ready_for_dependents(self) -> bool:
         if self.ptype.ready is None:
             return self.state in (State.RUNNING, State.READY)
         return self.state is State.READY
 
+    @property
+    def public_state(self) -> str:
+        """The state `ps` shows: an app that said STOPPING=1 is stopping."""
+        health = self.health
+        if health is not None and health.app_stopping and self.state is not State.STOPPING:
+            return "stopping"
+        return self.state.public
+
     def describe(self, now: float) -> dict[str, object]:
         """The `keelrun ps --json` record, without psutil's figures."""
+        health = self.health
         return {
             "name": self.name,
             "type": self.ptype.name,
             "pid": self.pid,
-            "state": self.state.public,
+            "state": self.public_state,
             "uptime_s": round(self.uptime(now), 3) if self.pid is not None else None,
             "restarts": self.restarts,
             "exit_status": self.exit_status,
             "port": self.port,
             "command": self.command,
+            "health": health.health if health is not None else None,
+            "status": health.status if health is not None else None,
         }
 
 

@@ -33,15 +33,18 @@ class Kernel:
         # keelrun raised its own fd limit (raise_fd_limit): children get the old one back.
         self.child_fd_limit = child_fd_limit
 
-    def spawn(self, command: str, env: dict[str, str]) -> Child:
-        """Start ``/bin/sh -c COMMAND`` in a session of its own; OSError if it cannot be."""
+    def spawn(self, command: str, env: dict[str, str], watchdog_pid: bool = False) -> Child:
+        """Start ``/bin/sh -c COMMAND`` in a session of its own; OSError if it cannot be.
+
+        ``watchdog_pid``: the shell sets WATCHDOG_PID to the instance's pid first.
+        """
         fds: list[int] = []
         try:
             out_r, out_w = spawn.make_pipe()
             fds += (out_r, out_w)
             err_r, err_w = spawn.make_pipe()
             fds += (err_r, err_w)
-            proc = spawn.spawn_shell(command, env, out_w, err_w)
+            proc = spawn.spawn_shell(command, env, out_w, err_w, watchdog_pid)
         except OSError:
             spawn.close_quietly(*fds)
             raise
@@ -50,14 +53,14 @@ class Kernel:
             spawn.restore_fd_limit(proc.pid, self.child_fd_limit)
         return Child(proc.pid, out_r, err_r, proc)
 
-    def spawn_tty(self, command: str, env: dict[str, str]) -> Child:
+    def spawn_tty(self, command: str, env: dict[str, str], watchdog_pid: bool = False) -> Child:
         """Start it on a new pty (80x24) as its controlling terminal: ``stdout`` is the
         master, non-blocking; there is no ``stderr`` (-1). OSError if it cannot be."""
         from keelrun.supervisor import terminal
 
         master, slave, path = terminal.open_pty()
         try:
-            proc = terminal.spawn_on_tty(command, env, slave, path)
+            proc = terminal.spawn_on_tty(command, env, slave, path, watchdog_pid)
         except OSError:
             spawn.close_quietly(master, slave)
             raise

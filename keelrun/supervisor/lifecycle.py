@@ -1,4 +1,4 @@
-"""Pure lifecycle rules: states, the restart predicate, back-off, exit statuses.
+"""Pure lifecycle rules: states, back-off, exit statuses (the restart predicate: exitpolicy.py).
 
 No I/O here, so every rule is unit-tested with plain values and a fake clock.
 """
@@ -8,8 +8,6 @@ from __future__ import annotations
 import enum
 import os
 from dataclasses import dataclass
-
-from keelrun.settings import RestartPolicy
 
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
@@ -51,19 +49,6 @@ def describe_exit(wait_status: int) -> str:
             name = f"signal {-code}"
         return f"killed by {name}"
     return f"exited with status {code}"
-
-
-def is_failure(wait_status: int) -> bool:
-    return os.waitstatus_to_exitcode(wait_status) != 0
-
-
-def should_restart(policy: RestartPolicy, wait_status: int) -> bool:
-    """The one predicate that decides whether an instance that ended comes back."""
-    if policy == "always":
-        return True
-    if policy == "never":
-        return False
-    return is_failure(wait_status)
 
 
 @dataclass(slots=True)

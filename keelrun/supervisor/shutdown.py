@@ -28,7 +28,7 @@ class Shutdown:
         self.sup = sup
         self.active = False  # a stop was requested: nothing new starts
         self.forced = False  # SIGKILL was sent to everything
-        self.status: int | None = None  # keelrun's exit status
+        self.status: int | None = None  # keelrun's exit status (None: ending.final_status)
         self._tick_timer: Timer | None = None
         self._stop_timer: Timer | None = None
 
@@ -44,13 +44,17 @@ class Shutdown:
         if self.active:
             self.check_done()
 
-    def request(self, status: int = 0, reason: str = "stop requested", hint: str = "") -> None:
+    def request(
+        self, status: int | None = 0, reason: str = "stop requested", hint: str = ""
+    ) -> None:
         """Stop everything: the stop signal to every group, SIGKILL after the grace."""
         if self.active:
             return
         self.active = True
         self.status = status
         sup = self.sup
+        if sup.checks.service is not None:
+            sup.checks.service.stopping()  # keelrun under systemd: STOPPING=1 first
         running = any(inst.pid is not None for inst in sup.instances.values())
         text = f"stopping all processes ({reason})" + (f"; {hint}" if hint and running else "")
         sup.events.info("stopping", text, reason=reason)

@@ -89,14 +89,20 @@ def reset_inherited_signals(keep: set[int]) -> None:
 
 
 def spawn_shell(
-    command: str, env: dict[str, str], stdout_w: int, stderr_w: int
+    command: str, env: dict[str, str], stdout_w: int, stderr_w: int, watchdog_pid: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start `/bin/sh -c command` in a new session (its pid is its pgid).
 
     The command's last simple command is exec'd when it is a program (shellcmd.py).
+    ``watchdog_pid``: the script first exports WATCHDOG_PID=$$ (notify.with_watchdog_pid).
     """
+    script = exec_form(command)
+    if watchdog_pid:
+        from keelrun.supervisor.notify import with_watchdog_pid
+
+        script = with_watchdog_pid(script)
     return subprocess.Popen(
-        [SHELL, "-c", exec_form(command)],
+        [SHELL, "-c", script],
         stdin=subprocess.DEVNULL,
         stdout=stdout_w,
         stderr=stderr_w,

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from keelrun.environment import instance_env
 from keelrun.loop import Loop, cancel
 from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings
+from keelrun.supervisor import ending
+from keelrun.supervisor.checks import Checks, deps_ready
 from keelrun.supervisor.events import Events
+from keelrun.supervisor.exitpolicy import restarts
 from keelrun.supervisor.instance import Instance, Intent
 from keelrun.supervisor.kernel import Kernel
-from keelrun.supervisor.lifecycle import State, describe_exit, exit_code, is_failure, should_restart
+from keelrun.supervisor.lifecycle import State, describe_exit, exit_code
 from keelrun.supervisor.logpipes import LogPipes
-from keelrun.supervisor.readiness import Readiness, deps_ready
 from keelrun.supervisor.reconcile import diff_settings
 from keelrun.supervisor.shutdown import Shutdown
 from keelrun.supervisor.sweep import Sweeper
@@ -46,8 +48,8 @@ class Supervisor:
         self.instances: dict[str, Instance] = {}
         self.by_pid: dict[int, Instance] = {}
         self.sweeper = Sweeper(kernel, loop.time)
-        self.readiness = Readiness(loop, self._became_ready, self._ready_timeout)
-        pipes.on_lines = self.readiness.check_lines
+        self.checks = Checks(self)
+        pipes.on_lines = self.checks.check_lines
         self.shutdown = Shutdown(self)
         self._ended = 0
         self.release: Instance | None = None
@@ -80,7 +82,8 @@ class Supervisor:
             if inst.state is State.HELD:
                 deps = ", ".join(inst.ptype.depends_on)
                 self.events.info("process_held", f"{inst.name} waits for {deps}", target=inst.name)
-        self._release_held()
+        self.release_held()
+        self.checks.settled()
 
     def start_release(self, then: Callable[[], None]) -> None:
         """Run the release type once, to completion; call ``then`` only if it succeeded."""
@@ -134,9 +137,10 @@ class Supervisor:
         spec = InstanceSpec(inst.name, inst.ptype.name, inst.number, inst.port, inst.command)
         env = instance_env(self.settings, spec)
         env.update(self.extra_env)
+        env = self.checks.env(inst, env)
         try:
             spawn = self.kernel.spawn_tty if inst.ptype.tty else self.kernel.spawn
-            child = spawn(inst.command, env)
+            child = spawn(inst.command, env, watchdog_pid=inst.ptype.watchdog is not None)
         except OSError as e:
             # keelrun could not start it (out of fds, processes, memory): the
             # app did not fail, so this is retried with back-off and does not
@@ -160,11 +164,12 @@ class Supervisor:
         inst.killed = False
         self.by_pid[child.pid] = inst
         self.pipes.add_child(inst, child)
-        self.readiness.begin(inst)
+        self.checks.begin(inst, env)
         if announce:
             self._announce_start(inst)
         if inst.state is State.RUNNING:
-            self._release_held()
+            self.release_held()
+            self.checks.settled()
         return True
 
     def _announce_start(self, inst: Instance) -> None:
@@ -176,22 +181,8 @@ class Supervisor:
             port=inst.port,
         )
 
-    # ------------------------------------------------------------ readiness
-    def _became_ready(self, inst: Instance, why: str) -> None:
-        inst.cancel_timers()
-        inst.state = State.READY
-        self.events.info("process_ready", f"{inst.name} is ready: {why}", target=inst.name)
-        self._release_held()
-
-    def _ready_timeout(self, inst: Instance) -> None:
-        self.events.warning(
-            "ready_timeout",
-            f"{inst.name} not ready after {inst.ptype.ready_timeout:g}s: stopping it",
-            target=inst.name,
-        )
-        self.stop_process(inst, Intent.READY_TIMEOUT)
-
-    def _release_held(self) -> None:
+    def release_held(self) -> None:
+        """Start the instances whose dependencies have become ready."""
         if self.shutdown.active:
             return
         for inst in list(self.instances.values()):
@@ -202,6 +193,8 @@ class Supervisor:
     def reap(self) -> None:
         """Collect every child that has ended (on SIGCHLD, and once at start)."""
         for pid, status in self.kernel.reap():
+            if self.checks.routes.dispatch(pid, status):
+                continue  # an exec probe's: its probe takes the status
             inst = self.by_pid.pop(pid, None)
             if inst is not None:
                 self._process_ended(inst, status)
@@ -211,8 +204,7 @@ class Supervisor:
             self.shutdown.check_done()
 
     def _process_ended(self, inst: Instance, status: int) -> None:
-        now = self.loop.time()
-        uptime = inst.uptime(now)
+        uptime = inst.uptime(self.loop.time())
         pgid = inst.pid
         assert pgid is not None
         if inst.child is not None:
@@ -221,9 +213,16 @@ class Supervisor:
         self.pipes.drain(inst)
         if inst.terminal is not None:
             inst.terminal.close("exited")  # an attached client is let go; lines still flow
+        intent, inst.intent = inst.intent, Intent.NONE
+        # A ready timeout or an unhealthy stop is a failed start even when the process
+        # exited 0 on its stop signal; one its checks never saw alive did not start
+        # well, however long it ran (so --max-restarts ends a type never healthy).
+        checked = intent in (Intent.READY_TIMEOUT, Intent.UNHEALTHY)
+        if checked and not (intent is Intent.UNHEALTHY and inst.health and inst.health.proven):
+            uptime = 0.0
+        self.checks.ended(inst, pgid)
         inst.pid = None
         inst.cancel_timers()
-        inst.log_ready = None
         inst.exit_status = exit_code(status)
         self._ended += 1
         inst.ended_seq = self._ended
@@ -234,7 +233,6 @@ class Supervisor:
             if self.shutdown.forced:
                 self.sweeper.kill()
             self.shutdown.schedule_tick()
-        intent, inst.intent = inst.intent, Intent.NONE
         if inst is self.release:
             self._event_exit(inst, status, "process_exited")
             self._release_ended(inst, status)
@@ -254,23 +252,23 @@ class Supervisor:
             self._spawn(inst)
         else:
             self._event_exit(inst, status, "process_exited")
-            # A ready timeout is a failed start even when the process exited 0 on SIGTERM.
-            failed = True if intent is Intent.READY_TIMEOUT else is_failure(status)
-            self._ended_by_itself(inst, status, uptime, failed)
+            failed = checked or not ending.succeeded(inst)
+            self._ended_by_itself(inst, uptime, failed)
 
     def _event_exit(self, inst: Instance, status: int, event: str, requested: bool = False) -> None:
         text = f"{inst.name} (pid {inst.last_pid}) {describe_exit(status)}"
         fields = {"target": inst.name, "pid": inst.last_pid, "status": exit_code(status)}
-        if requested or self.shutdown.active or not is_failure(status):
+        if requested or self.shutdown.active or ending.succeeded(inst):
             self.events.info(event, text, **fields)
         else:
             self.events.warning(event, text, **fields)
 
-    def _ended_by_itself(self, inst: Instance, status: int, uptime: float, failed: bool) -> None:
+    def _ended_by_itself(self, inst: Instance, uptime: float, failed: bool) -> None:
         tracker = inst.tracker
         tracker.on_exit(uptime, failed)
         policy = inst.ptype.restart
-        if should_restart(policy, status) or (failed and policy != "never"):
+        code = inst.exit_status or 0
+        if restarts(policy, code, inst.ptype.success_codes) or (failed and policy != "never"):
             if tracker.gave_up():
                 inst.state = State.FAILED
                 self.events.error(
@@ -279,7 +277,7 @@ class Supervisor:
                     target=inst.name,
                     status=inst.exit_status,
                 )
-                self.shutdown.request(inst.exit_status or 1, reason=f"{inst.name} failed")
+                ending.apply_exit_policy(self, inst)
                 return
             delay = tracker.next_delay()
             inst.state = State.BACKOFF
@@ -292,27 +290,14 @@ class Supervisor:
             inst.timer = self.loop.call_later(delay, lambda: self._restart_after_backoff(inst))
             return
         inst.state = State.EXITED
-        self._check_natural_end()
+        ending.apply_exit_policy(self, inst)
+        self.checks.settled()
 
     def _restart_after_backoff(self, inst: Instance) -> None:
         inst.timer = None
         if inst.state is State.BACKOFF and not self.shutdown.active:
             inst.restarts += 1
             self._spawn(inst)
-
-    def _check_natural_end(self) -> None:
-        """When no instance is left to run, keelrun exits with the formation's status."""
-        if not self.instances:
-            return
-        if any(i.state not in (State.EXITED, State.FAILED) for i in self.instances.values()):
-            return
-        failed = sorted(
-            (i for i in self.instances.values() if i.exit_status), key=lambda i: i.ended_seq
-        )
-        status = (failed[0].exit_status or 0) if failed else 0
-        log = self.events.warning if status else self.events.info
-        log("all_exited", "every process has ended", status=status)
-        self.shutdown.request(status, reason="every process has ended")
 
     # --------------------------------------------------------------- stopping
     def stop_process(self, inst: Instance, intent: Intent) -> None:
@@ -323,6 +308,7 @@ class Supervisor:
             return
         inst.state = State.STOPPING
         inst.cancel_timers()
+        self.checks.stop(inst)
         self.kernel.signal_group(inst.pid, inst.ptype.stop_signal)
         inst.timer = self.loop.call_later(inst.ptype.grace, lambda: self._kill(inst))
 

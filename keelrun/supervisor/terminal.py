@@ -86,7 +86,7 @@ def _take_ctty() -> None:  # pragma: no cover - not Linux: runs in the forked ch
 
 
 def spawn_on_tty(
-    command: str, env: dict[str, str], slave: int, slave_path: str
+    command: str, env: dict[str, str], slave: int, slave_path: str, watchdog_pid: bool = False
 ) -> subprocess.Popen[bytes]:
     """Start `/bin/sh -c command` on the pty, in a new session (its pid is its pgid).
 
@@ -94,8 +94,13 @@ def spawn_on_tty(
     sees EOF once the instance's processes have closed theirs. The Popen must
     never be waited on (see spawn.py).
     """
+    script = tty_command(command, slave_path)
+    if watchdog_pid:
+        from keelrun.supervisor.notify import with_watchdog_pid
+
+        script = with_watchdog_pid(script)
     return subprocess.Popen(
-        [SHELL, "-c", tty_command(command, slave_path)],
+        [SHELL, "-c", script],
         stdin=slave,
         stdout=slave,
         stderr=slave,

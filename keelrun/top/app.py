@@ -13,7 +13,7 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding, BindingType
 from textual.widgets import DataTable, Footer, Input, Log, Static
 
-from keelrun.control.client import Client
+from keelrun.control.client import PS_TABLE_ARGS, Client
 from keelrun.top.conn import Connection
 from keelrun.top.data import COLUMNS, Row, cells, render_line, toggle, visible
 
@@ -87,7 +87,7 @@ class TopApp(App[int]):
 
     async def _fetch_ps(self) -> None:
         try:
-            rows = await self.conn.call("ps", {})
+            rows = await self.conn.call("ps", PS_TABLE_ARGS)
         except Exception as e:  # keelrun gone, refused, or answering nonsense
             self.gone = str(e) or type(e).__name__
             rows = None

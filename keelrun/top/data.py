@@ -6,7 +6,7 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from keelrun.control.client import dash, duration, size
+from keelrun.control.client import dash, duration, size, state_cell
 from keelrun.supervisor.ansi import strip_ansi
 
 # (column key, header) of the table, in order.
@@ -24,27 +24,11 @@ COLUMNS = (
 Row = dict[str, Any]
 
 
-def state_text(row: Row) -> str:
-    """The STATE cell: the state, and the health when a check is failing.
-
-    `health` is null without a check, "ok" or "failing"; the counts, when keelrun
-    sends them (`health_failures`, `health_retries`), read `ready (failing 2/3)`.
-    """
-    state = str(row.get("state", "?"))
-    health = row.get("health")
-    if not health or health == "ok":
-        return state
-    failures, retries = row.get("health_failures"), row.get("health_retries")
-    if isinstance(failures, int) and isinstance(retries, int):
-        return f"{state} ({health} {failures}/{retries})"
-    return f"{state} ({health})"
-
-
 def cells(row: Row) -> tuple[str, ...]:
     """One table row, in the order of COLUMNS."""
     return (
         str(row.get("name", "?")),
-        state_text(row),
+        state_cell(row),  # as `keelrun ps` shows it
         dash(row.get("pid")),
         duration(row.get("uptime_s")),
         dash(row.get("restarts")),

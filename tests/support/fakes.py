@@ -19,12 +19,14 @@ from conftest import make_app
 
 from keelrun.config import Overrides, load_settings
 from keelrun.logformat import LogFormatter
-from keelrun.loop import Loop
+from keelrun.loop import Loop, Timer
 from keelrun.settings import Settings
 from keelrun.supervisor.commands import Commands
 from keelrun.supervisor.events import Events
 from keelrun.supervisor.kernel import Child, Kernel
 from keelrun.supervisor.logpipes import LogPipes
+from keelrun.supervisor.probeapi import ProbeResult, ResultCallback
+from keelrun.supervisor.probes import ProbeTarget
 from keelrun.supervisor.supervisor import Supervisor
 
 
@@ -44,6 +46,7 @@ class Spawned:
     out_w: int  # the slave of a tty one's pty
     err_w: int
     tty: bool = False
+    watchdog_pid: bool = False
 
 
 @dataclass
@@ -57,7 +60,7 @@ class FakeKernel(Kernel):
     ended: list[tuple[int, int]] = field(default_factory=list)  # waiting to be reaped
     spawn_errors: int = 0  # the next N spawns fail as if out of processes
 
-    def spawn(self, command: str, env: dict[str, str]) -> Child:
+    def spawn(self, command: str, env: dict[str, str], watchdog_pid: bool = False) -> Child:
         if self.spawn_errors:
             self.spawn_errors -= 1
             raise OSError(11, "Resource temporarily unavailable")
@@ -65,11 +68,11 @@ class FakeKernel(Kernel):
         pid = self.next_pid
         out_r, out_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         err_r, err_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
-        self.spawned.append(Spawned(pid, command, env, out_w, err_w))
+        self.spawned.append(Spawned(pid, command, env, out_w, err_w, watchdog_pid=watchdog_pid))
         self.alive.add(pid)
         return Child(pid, out_r, err_r)
 
-    def spawn_tty(self, command: str, env: dict[str, str]) -> Child:
+    def spawn_tty(self, command: str, env: dict[str, str], watchdog_pid: bool = False) -> Child:
         """A pty with no process on it: the test writes the app's output to its slave
         (``out_w``) and reads its keystrokes there."""
         if self.spawn_errors:
@@ -80,7 +83,9 @@ class FakeKernel(Kernel):
         master, slave = os.openpty()
         os.set_blocking(master, False)
         os.set_inheritable(master, False)
-        self.spawned.append(Spawned(pid, command, env, slave, -1, tty=True))
+        self.spawned.append(
+            Spawned(pid, command, env, slave, -1, tty=True, watchdog_pid=watchdog_pid)
+        )
         self.alive.add(pid)
         return Child(pid, master, -1)
 
@@ -135,6 +140,67 @@ def killed(sig: int) -> int:
     return int(sig)
 
 
+class ScriptedProbes:
+    """Probes that answer on the next loop turn what the test says: ``verdict[name]`` for an
+    instance ``name`` (default: ok). ``tries`` counts the tries per instance."""
+
+    def __init__(self, sup: Supervisor) -> None:
+        self.sup = sup
+        self.verdict: dict[str, tuple[bool, str]] = {}
+        self.tries: dict[str, int] = {}
+
+    def __call__(self, check: object, target: ProbeTarget) -> _Scripted:
+        return _Scripted(self, target)
+
+    def answer(self, pid: int) -> tuple[str, tuple[bool, str]]:
+        name = next(n for n, i in self.sup.instances.items() if i.pid == pid)
+        self.tries[name] = self.tries.get(name, 0) + 1
+        return name, self.verdict.get(name, (True, "fine"))
+
+
+class _Scripted:
+    def __init__(self, probes: ScriptedProbes, target: ProbeTarget) -> None:
+        self.probes = probes
+        self.target = target
+        self.timer: Timer | None = None
+
+    @property
+    def running(self) -> bool:
+        return self.timer is not None
+
+    def start(self, on_result: ResultCallback) -> None:
+        def answer() -> None:
+            self.timer = None
+            _, (ok, detail) = self.probes.answer(self.target.pid)
+            on_result(ProbeResult(ok, detail))
+
+        self.timer = self.target.loop.call_later(0, answer)
+
+    def cancel(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+
+class FakeService:
+    """keelrun's own sd_notify sender (sdnotify.ServiceNotifier), recording."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    @property
+    def ready_sent(self) -> bool:
+        return "READY=1" in self.sent
+
+    def ready(self, status: str | None = None) -> None:
+        if not self.ready_sent:
+            self.sent.append("READY=1")
+
+    def stopping(self) -> None:
+        if "STOPPING=1" not in self.sent:
+            self.sent.append("STOPPING=1")
+
+
 class Memory:
     """keelrun's stdout, kept in memory."""
 
@@ -170,6 +236,8 @@ class Harness:
             self.settings, self.loop, events, pipes, self.kernel, extra_env={"RUN": "x"}
         )
         self.commands = Commands(self.sup, self.overrides)
+        self.probes = ScriptedProbes(self.sup)
+        self.sup.checks.probe_factory = self.probes
 
     def start(self) -> None:
         counts = {t.name: t.count for t in self.settings.types}
@@ -204,6 +272,11 @@ class Harness:
 
     def events(self) -> list[str]:
         return [line.split("| ", 1)[1] for line in self.out.lines() if line.startswith("keelrun")]
+
+    def ps(self, name: str) -> dict:
+        """The `ps` record of one instance, with the health counts of the table."""
+        rows = self.commands.ps({"health_counts": True})["result"]
+        return next(r for r in rows if r["name"] == name)
 
     def close(self) -> None:
         self.kernel.close()
