@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+import types
 from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import Any
@@ -29,19 +30,25 @@ Follower = Callable[[Record], None]
 
 
 def import_structlog() -> Any:
-    """structlog, without the console helpers' optional imports.
+    """structlog, without the cost of what keelrun does not use of it.
 
     structlog.dev and structlog.tracebacks import rich, colorama and
     better_exceptions when they are installed (textual brings rich): 40-100 ms
-    at start-up for pretty consoles keelrun never uses, since it renders its
-    own lines. Hiding them during the import makes structlog take its
-    documented fallbacks.
+    for pretty consoles keelrun never uses, since it renders its own lines.
+    Hiding them during the import makes structlog take its documented
+    fallbacks. asyncio (20 ms, ssl included) is imported by structlog only for
+    its async logger methods, which keelrun does not call: it is bound to a
+    stand-in that imports it on first use, if any. The started events
+    are written before the children's first lines, so this import is on the
+    path from exec to the first line a user sees.
     """
     if "structlog" in sys.modules:
         return sys.modules["structlog"]
     hidden = [m for m in ("rich", "colorama", "better_exceptions") if m not in sys.modules]
     for m in hidden:
         sys.modules[m] = None  # type: ignore[assignment]
+    if "asyncio" not in sys.modules:
+        _lazy_module("asyncio")
     try:
         import structlog
     finally:
@@ -49,6 +56,31 @@ def import_structlog() -> Any:
             if sys.modules.get(m, False) is None:
                 del sys.modules[m]
     return structlog
+
+
+class _Deferred(types.ModuleType):
+    """Stands in sys.modules for a module until an attribute of it is first used.
+
+    Then the real module is imported, replaces the stand-in in sys.modules, and
+    every later attribute use on the stand-in is forwarded to it. (importlib's
+    LazyLoader cannot do this on Python 3.11: the import statement itself reads
+    ``__spec__``, which loads the module.)
+    """
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        if sys.modules.get(self.__name__) is self:
+            del sys.modules[self.__name__]
+        real = importlib.import_module(self.__name__)
+        return getattr(real, attr)
+
+
+def _lazy_module(name: str) -> None:
+    """Put a stand-in for ``name`` in sys.modules that imports it on first use."""
+    stand_in = _Deferred(name)
+    stand_in.__spec__ = None
+    sys.modules[name] = stand_in
 
 
 class _Sink:
