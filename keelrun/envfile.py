@@ -1,4 +1,4 @@
-""".env files, parsed with python-dotenv, merged with the real environment (SPEC 1.2).
+""".env files, parsed with python-dotenv, merged with the real environment (README "Precedence").
 
 python-dotenv only logs a warning for a line it cannot parse and drops it;
 keelrun reads dotenv's own parser output and turns such a line into an error

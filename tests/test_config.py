@@ -1,4 +1,4 @@
-"""load_settings: every source, its precedence and its errors (SPEC 1.3, 2)."""
+"""load_settings: every source, its precedence and its errors."""
 
 from __future__ import annotations
 

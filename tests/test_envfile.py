@@ -1,4 +1,4 @@
-""".env files: python-dotenv's grammar, errors with file and line, precedence (SPEC 1.2)."""
+""".env files: python-dotenv's grammar, errors with file and line, precedence."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Formation, instance names and ports (SPEC 2), also against honcho's expand_processes."""
+"""Formation, instance names and ports, also against honcho's expand_processes."""
 
 from __future__ import annotations
 

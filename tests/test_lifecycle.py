@@ -115,7 +115,7 @@ def test_clean_exits_never_count_as_failures_but_back_off() -> None:
 def test_states() -> None:
     assert State.HELD.public == "starting"
     assert State.READY.public == "ready"
-    # Every public state name is one of the SPEC's eight.
+    # Every public state name is one of the eight of `keelrun ps --json`.
     assert {s.public for s in State} == {
         "starting",
         "running",

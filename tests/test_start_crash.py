@@ -1,4 +1,4 @@
-"""SPEC 2 "Crashes": restart policies, back-off, giving up, and keelrun's exit status."""
+"""Crashes: restart policies, back-off, giving up, and keelrun's exit status."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC 2: when keelrun's own stdout goes away (EPIPE) it stops everything
+"""When keelrun's own stdout goes away (EPIPE) it stops everything
 gracefully and exits 1, without a traceback and without leaving anything behind."""
 
 from __future__ import annotations

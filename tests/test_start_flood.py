@@ -1,4 +1,4 @@
-"""SPEC 2 "Lines" under load: every line of a flood arrives whole, in order, and
+"""Lines under load: every line of a flood arrives whole, in order, and
 keelrun's memory stays bounded when its reader stalls (back-pressure)."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC 2 "PID 1": when keelrun is killed with SIGKILL, nothing it started survives."""
+"""When keelrun is killed with SIGKILL, nothing it started survives."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""SPEC 2 "Output" and "Lines" with a real keelrun: formats, colour, JSON, odd lines."""
+"""Output and lines with a real keelrun: formats, colour, JSON, odd lines."""
 
 from __future__ import annotations
 

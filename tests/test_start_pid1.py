@@ -1,4 +1,4 @@
-"""SPEC 2 "PID 1": keelrun as PID 1 of a pid namespace and as a child subreaper
+"""keelrun as PID 1 of a pid namespace and as a child subreaper
 reaps every zombie, orphans included, and ends daemons that left their group."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""SPEC 2 "Readiness": ready = "port" / "log:REGEX", depends_on, ready_timeout."""
+"""Readiness: ready = "port" / "log:REGEX", depends_on, ready_timeout."""
 
 from __future__ import annotations
 

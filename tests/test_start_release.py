@@ -1,4 +1,4 @@
-"""SPEC 1.1 / 2: `--release` runs the release type to completion before the
+"""`--release` runs the release type to completion before the
 formation; a failed release stops there; `keelrun release` runs it alone."""
 
 from __future__ import annotations

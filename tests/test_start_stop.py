@@ -1,4 +1,4 @@
-"""SPEC 2 "Stop" and signal forwarding, with real signals to a real keelrun."""
+"""Stopping and signal forwarding, with real signals to a real keelrun."""
 
 from __future__ import annotations
 
