@@ -72,3 +72,27 @@ def test_scale_benchmark_runs(tmp_path: Path) -> None:
         for key in ("start_s", "scale_s", "ps_s", "stop_s", "self_start_s"):
             assert 0 < row[key] < 30, (key, row)
         assert row["fds"] > 0 and row["rss_kib"] > 0
+
+
+def test_conditions_benchmark_runs() -> None:
+    proc = subprocess.run(
+        [
+            sys.executable,
+            str(REPO / "benchmarks" / "conditions.py"),
+            "--seconds",
+            "0.05",
+            "--repeat",
+            "1",
+            "--only",
+            "2",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=50,
+    )
+    assert proc.returncode == 0, proc.stderr
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(("as run.py", "read 64"))]
+    assert len(rows) == 2
+    for row in rows:
+        ratios = [float(cell[:-1]) for cell in row.split() if cell.endswith("x")]
+        assert len(ratios) == 2 and all(0 < r < 5 for r in ratios), row
