@@ -170,3 +170,16 @@ def test_reload_keeps_a_scaled_count(runner: Runner) -> None:
     for name in after:
         assert after[name]["pid"] != before[name]["pid"], name
         assert proc_environ(after[name]["pid"])["GREETING"] == "salut"
+
+
+def test_reload_errors_are_one_line_per_problem(runner: Runner) -> None:
+    k = _start(runner)
+    (k.app / "Procfile").write_text("web: ok\nweb: again\n!!\n")
+    r = k.client("reload")
+    assert r.returncode == 2
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2, r.stderr
+    assert (
+        lines[0].startswith("keelrun: Procfile:2: duplicate process type") and "line 1" in lines[0]
+    )
+    assert lines[1].startswith("keelrun: Procfile:3: ")
