@@ -244,7 +244,7 @@ def test_settings_diff_is_pure(make) -> None:
     c = make("web: app\nworker: job2\n").settings
     assert diff_settings(a, b).summary() == "nothing changed"  # a count alone restarts nothing
     assert diff_settings(a, c).restarted == ["worker"]
-    env_changed = type(a)(**{**{f: getattr(a, f) for f in a.__slots__}, "env": {"X": "1"}})
+    env_changed = a._replace(env={"X": "1"})
     assert diff_settings(a, env_changed).restarted == ["web", "worker"]
 
 
