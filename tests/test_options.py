@@ -11,7 +11,7 @@ import click
 import pytest
 from conftest import REPO, make_app
 
-from keelrun.cli import cli
+from keelrun.clickcli import cli
 from keelrun.config import Overrides, load_settings
 from keelrun.config.options import BY_NAME, CONFIG_KEYS, OPTIONS, TYPE_KEYS
 from keelrun.errors import InputErrors
