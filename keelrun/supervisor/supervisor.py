@@ -72,17 +72,17 @@ class Supervisor:
         started: list[Instance] = []
         for inst in list(self.instances.values()):
             if deps_ready(inst.ptype, self.instances.values()):
-                if self._spawn(inst, announce=False):
+                if self._spawn(inst, batch=True):
                     started.append(inst)
             else:
                 inst.state = State.HELD
         for inst in started:
             self._announce_start(inst)
+        self.release_held()  # those whose dependencies the batch has made ready
         for inst in self.instances.values():
             if inst.state is State.HELD:
                 deps = ", ".join(inst.ptype.depends_on)
                 self.events.info("process_held", f"{inst.name} waits for {deps}", target=inst.name)
-        self.release_held()
         self.checks.settled()
 
     def start_release(self, then: Callable[[], None]) -> None:
@@ -125,8 +125,13 @@ class Supervisor:
         formatter.set_types(t.name for t in self.settings.all_types())
         formatter.set_names(self.instances)
 
-    def _spawn(self, inst: Instance, announce: bool = True) -> bool:
-        """Start the instance's process; False if nothing was started."""
+    def _spawn(self, inst: Instance, batch: bool = False) -> bool:
+        """Start the instance's process; False if nothing was started.
+
+        ``batch``: one of start()'s, which announces them and releases the held
+        instances once all are spawned (per spawn, that pass over every instance
+        made a start of N instances cost N² steps).
+        """
         if self.shutdown.active:
             return False  # nothing new starts once keelrun is stopping
         if self.sweeper:
@@ -165,8 +170,9 @@ class Supervisor:
         self.by_pid[child.pid] = inst
         self.pipes.add_child(inst, child)
         self.checks.begin(inst, env)
-        if announce:
-            self._announce_start(inst)
+        if batch:
+            return True
+        self._announce_start(inst)
         if inst.state is State.RUNNING:
             self.release_held()
             self.checks.settled()
