@@ -7,7 +7,7 @@ environment keelrun was given rather than ``os.environ``, so that precedence
 and tests see one consistent environment.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: see keelrun/settings.py.
 
 import io
 import re

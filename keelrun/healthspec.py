@@ -6,7 +6,7 @@ its other checks. What the checks mean: README, "Health: readiness, liveness,
 notify" and "Exit policy".
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: see keelrun/settings.py.
 
 import math
 import re
