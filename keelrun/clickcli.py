@@ -1,10 +1,10 @@
 """The click command line: every command, its options, help texts and usage errors.
 
-keelrun/cli.py is the entry point; it reads a plain `keelrun start` without
-click (keelrun/config/startargv.py) and hands everything else to ``run_command_line`` here.
-Imports are lazy: nothing is imported here that a command does not need,
-beyond the option declarations (keelrun/config/options.py) that the click
-options are made from.
+keelrun/cli.py is the entry point: it reads a plain `keelrun start` without
+click (keelrun/config/startargv.py) and hands everything else to
+``run_command_line`` here. Imports are lazy: nothing is imported here that a
+command does not need, beyond the option declarations
+(keelrun/config/options.py) that the click options are made from.
 """
 
 from __future__ import annotations
