@@ -23,14 +23,14 @@ HEAVY = ("textual", "watchfiles", "rich", "anyio", "keelrun.top", "keelrun.watch
 # ends: by SystemExit, or by os._exit (keelrun exits without interpreter teardown).
 # A module still held by its stand-in is reported apart: it was never really imported.
 RUN_AND_REPORT = """
-import json, os, runpy, sys
+import gc, json, os, runpy, sys
 out, sys.argv = sys.argv[1], ["keelrun", *sys.argv[2:]]
 def report():
     modules = [(n, m) for n, m in sys.modules.items() if m is not None]
     stand_in = sorted(n for n, m in modules if type(m).__name__ == "_Deferred")
     real = sorted(n for n, m in modules if n not in stand_in)
     with open(out, "w") as f:
-        json.dump({"real": real, "stand_in": stand_in}, f)
+        json.dump({"real": real, "stand_in": stand_in, "gc": gc.isenabled()}, f)
 real_exit = os._exit
 def exit_after_report(status):
     report()
@@ -68,6 +68,9 @@ def report(*args: str, cwd: Path, timeout: float = 30) -> tuple[set[str], set[st
     )
     assert r.returncode == 0, (r.returncode, r.stdout, r.stderr[-2000:])
     found = json.loads(report.read_text())
+    if "keelrun.supervisor.supervisor" in found["real"]:
+        # `start` runs its start-up without the cyclic collector, never the formation.
+        assert found["gc"], "the garbage collector was left off"
     return set(found["real"]), set(found["stand_in"]), r.stdout
 
 
