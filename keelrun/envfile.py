@@ -7,13 +7,13 @@ environment keelrun was given rather than ``os.environ``, so that precedence
 and tests see one consistent environment.
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: see keelrun/settings.py.
 
 import io
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 from keelrun.errors import InputError, InputErrors
 from keelrun.procfile import read_text
@@ -23,25 +23,26 @@ _NEWLINE = re.compile(r"\r\n|\n|\r")
 _QUOTED_VALUE = re.compile(r"(?:export\s+)?([^=#\s]+)\s*=\s*['\"]")
 
 
-@dataclass(frozen=True, slots=True)
-class Binding:
+# NamedTuples, not dataclasses: this module is imported on every start (see keelrun/settings.py).
+class Binding(NamedTuple):
     key: str
     value: str | None  # None: `KEY` without `=`, which sets nothing
     line: int
 
 
-@dataclass(frozen=True, slots=True)
-class EnvFile:
+class EnvFile(NamedTuple):
     path: Path
     label: str  # how errors and `keelrun check` name the file
     bindings: tuple[Binding, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class MergedEnv:
-    env: dict[str, str] = field(repr=False)
+class MergedEnv(NamedTuple):
+    env: dict[str, str]
     # Where each variable's value came from: a file label, or "environment".
-    sources: dict[str, str] = field(repr=False)
+    sources: dict[str, str]
+
+    def __repr__(self) -> str:  # never the values (they may be secrets), nor their names
+        return f"MergedEnv(<{len(self.env)} variables>)"
 
 
 def parse_env_text(text: str, label: str) -> tuple[Binding, ...]:

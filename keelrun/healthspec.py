@@ -6,13 +6,12 @@ its other checks. What the checks mean: README, "Health: readiness, liveness,
 notify" and "Exit policy".
 """
 
-from __future__ import annotations
+# No ``from __future__ import annotations``: see keelrun/settings.py.
 
 import math
 import re
 from collections.abc import Callable, Collection, Mapping
-from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from keelrun.errors import InputError
 
@@ -31,8 +30,8 @@ _READY_FORMS = '"port", "log:REGEX", "http:PATH", "exec:COMMAND" or "notify"'
 _HEALTH_FORMS = '"port", "http:PATH" or "exec:COMMAND"'
 
 
-@dataclass(frozen=True, slots=True)
-class Check:
+# NamedTuples, not dataclasses: they are built on every start (see keelrun/settings.py).
+class Check(NamedTuple):
     """One readiness or liveness check: ``kind`` and the argument that kind takes."""
 
     kind: CheckKind
@@ -181,8 +180,7 @@ def parse_exit_code_from(value: object, where: str, types: Collection[str]) -> s
     return name
 
 
-@dataclass(frozen=True, slots=True)
-class HealthPlan:
+class HealthPlan(NamedTuple):
     """Everything one process type says about its health and exit."""
 
     ready: Check | None = None

@@ -24,7 +24,7 @@ import socket
 import struct
 import sys
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from keelrun.supervisor import procscan
 
@@ -46,8 +46,9 @@ _LOCAL = {
 _REACHED_BY_LOOPBACK = frozenset(("0.0.0.0", "127.0.0.1", "[::]"))
 
 
-@dataclass(frozen=True, slots=True)
-class Listener:
+# NamedTuples, not dataclasses: this module is imported by every start (its port
+# warnings), and a dataclass costs about a millisecond (and inspect) to build.
+class Listener(NamedTuple):
     port: int
     address: str  # as a person reads it: "0.0.0.0", "127.0.0.1", "[::]", "[::1]"
     inode: int  # 0: unknown (found by a connect)
@@ -288,8 +289,7 @@ class Owner(enum.Enum):
     UNKNOWN = "unknown"  # the kernel cannot be asked (not Linux)
 
 
-@dataclass(frozen=True, slots=True)
-class PortCheck:
+class PortCheck(NamedTuple):
     owner: Owner
     pid: int | None = None  # the process of the tree found holding it
 

@@ -10,8 +10,8 @@ usually a process the user expected to run.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 from keelrun.errors import InputError, InputErrors
 
@@ -20,8 +20,7 @@ _ENTRY = re.compile(r"([^:]*):(.*)", re.DOTALL)
 _SHOWN = 40  # characters of a bad line quoted in its error
 
 
-@dataclass(frozen=True, slots=True)
-class ProcfileEntry:
+class ProcfileEntry(NamedTuple):  # not a dataclass: see keelrun/settings.py
     name: str
     command: str
     line: int

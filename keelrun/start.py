@@ -8,6 +8,7 @@ knows both the supervisor (keelrun/supervisor/) and the control socket
 from __future__ import annotations
 
 import contextlib
+import gc
 import os
 import signal
 import sys
@@ -195,6 +196,9 @@ def _supervise(
                 socket=str(server.address),
             )
         sup.reap()  # a child may have died before the handler was in place
+        # What start-up made lives for the whole run: out of the collector's passes.
+        gc.freeze()
+        gc.enable()  # off since cli.main (see there)
         if after_spawn is not None:
             loop.when_idle(after_spawn, at_most=0.2)
         loop.run()

@@ -11,7 +11,7 @@ import click
 import pytest
 from conftest import REPO, make_app
 
-from keelrun.cli import cli
+from keelrun.clickcli import cli
 from keelrun.config import Overrides, load_settings
 from keelrun.config.options import BY_NAME, CONFIG_KEYS, OPTIONS, TYPE_KEYS
 from keelrun.errors import InputErrors
@@ -49,8 +49,8 @@ def test_each_command_gets_its_declared_flags_and_spells_none_twice() -> None:
 
 
 def test_every_setting_option_and_type_key_has_its_field() -> None:
-    settings_fields = set(Settings.__dataclass_fields__)
-    type_fields = set(ProcessTypeSettings.__dataclass_fields__)
+    settings_fields = set(Settings._fields)
+    type_fields = set(ProcessTypeSettings._fields)
     assert {o.name for o in OPTIONS if o.setting} <= settings_fields
     assert set(TYPE_KEYS) <= type_fields
     for key, spec in TYPE_KEYS.items():

@@ -152,9 +152,7 @@ def test_systemds_variables_never_reach_an_instance(make, tmp_path: Path) -> Non
     assert checks._NOTIFY_VARS == notify.NOTIFY_VARS  # the fast path's copy
     h = make("web: app\nworker: job\n", WATCHDOG)
     env = {"NOTIFY_SOCKET": "/run/systemd/notify", "WATCHDOG_USEC": "5", "WATCHDOG_PID": "1"}
-    h.sup.settings = type(h.settings)(
-        **{**{f: getattr(h.settings, f) for f in h.settings.__slots__}, "env": env}
-    )
+    h.sup.settings = h.settings._replace(env=env)
     h.start()
     web, worker = h.kernel.spawned
     assert web.env["NOTIFY_SOCKET"].startswith("@keelrun/") and "WATCHDOG_PID" not in web.env

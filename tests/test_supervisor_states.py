@@ -183,6 +183,18 @@ def test_depends_on_holds_a_type_until_its_dependency_is_ready(make) -> None:
     assert h.state("web.1") == "ready" and h.state("worker.1") == "running"
 
 
+def test_a_dependency_without_a_check_started_later_in_the_batch_releases_at_once(make) -> None:
+    # web depends on worker, which comes after it and has no ready check: the start
+    # spawns worker, then web, and says nothing of waiting.
+    h = make("web: app\nworker: job\n", '[tool.keelrun.processes.web]\ndepends_on = ["worker"]\n')
+    h.start()
+    assert h.state("web.1") == "running" and h.state("worker.1") == "running"
+    assert [c.command for c in h.kernel.spawned] == ["job", "app"]
+    started = [e for e in h.events() if e.startswith("started")]
+    assert [e.split(" (")[0] for e in started] == ["started worker.1", "started web.1"]
+    assert not any("waits for" in e for e in h.events())
+
+
 def test_not_ready_in_time_is_a_failed_start(make) -> None:
     pyproject = '[tool.keelrun.processes.web]\nready = "log:up"\nready_timeout = 3\n'
     h = make("web: app\n", pyproject, max_restarts="0")
@@ -244,7 +256,7 @@ def test_settings_diff_is_pure(make) -> None:
     c = make("web: app\nworker: job2\n").settings
     assert diff_settings(a, b).summary() == "nothing changed"  # a count alone restarts nothing
     assert diff_settings(a, c).restarted == ["worker"]
-    env_changed = type(a)(**{**{f: getattr(a, f) for f in a.__slots__}, "env": {"X": "1"}})
+    env_changed = a._replace(env={"X": "1"})
     assert diff_settings(a, env_changed).restarted == ["web", "worker"]
 
 

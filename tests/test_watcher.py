@@ -263,4 +263,4 @@ def open_fds() -> set[str]:
 def all_closed(before: set[str]) -> None:
     """The watcher's pipes and inotify fds are closed: ours at once, those of
     watchfiles' own thread (an epoll and an eventfd) once that thread has seen the close."""
-    wait_until(lambda: open_fds() == before, 2.0, "the watcher's fds to be closed")
+    wait_until(lambda: open_fds() == before, 10.0, "the watcher's fds to be closed")

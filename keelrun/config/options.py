@@ -253,6 +253,15 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
         check=to_path,
     ),
+    Option(
+        "run_release",
+        ("--release",),
+        "Run the release type first.",
+        ("start",),
+        kind="flag",
+        env=False,
+        config=False,
+    ),
 )
 
 BY_NAME: dict[str, Option] = {o.name: o for o in OPTIONS}

@@ -20,7 +20,8 @@ The rules (README, "Exit policy"):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import NamedTuple
 
 from keelrun.settings import RestartPolicy
 
@@ -40,8 +41,8 @@ def restarts(policy: RestartPolicy, status: int, codes: frozenset[int] = DEFAULT
     return not is_success(status, codes)
 
 
-@dataclass(frozen=True, slots=True)
-class Ended:
+# NamedTuples, not dataclasses: this module is imported on every start (see keelrun/settings.py).
+class Ended(NamedTuple):
     """An instance as the exit policy sees it."""
 
     type: str
@@ -51,18 +52,16 @@ class Ended:
     gave_up: bool = False  # failed: too many failed starts in a row
 
 
-@dataclass(frozen=True, slots=True)
-class ExitPolicy:
+class ExitPolicy(NamedTuple):
     exit_code_from: str | None = None
     abort_on_exit: bool = False
-    success_codes: Mapping[str, frozenset[int]] = field(default_factory=dict)  # by type
+    success_codes: Mapping[str, frozenset[int]] = MappingProxyType({})  # by type
 
     def codes(self, type_name: str) -> frozenset[int]:
         return self.success_codes.get(type_name, DEFAULT_CODES)
 
 
-@dataclass(frozen=True, slots=True)
-class StopAll:
+class StopAll(NamedTuple):
     """Stop everything; exit with ``status``, or (None) with ``status_at_end`` once stopped."""
 
     status: int | None

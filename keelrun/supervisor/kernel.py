@@ -12,20 +12,30 @@ import errno
 import os
 import subprocess
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 from keelrun.supervisor import procscan, spawn
 
 
-@dataclass(slots=True)
 class Child:
     """A started process: its pid (also its process group) and the read ends of its output
-    (for a tty one, ``stdout`` is its pty's master and ``stderr`` is -1)."""
+    (for a tty one, ``stdout`` is its pty's master and ``stderr`` is -1).
 
-    pid: int
-    stdout: int
-    stderr: int
-    proc: subprocess.Popen[bytes] | None = None  # never waited on: see spawn.py
+    A plain class, not a dataclass: this module is imported on every start,
+    and a dataclass costs about a millisecond to build.
+    """
+
+    __slots__ = ("pid", "proc", "stderr", "stdout")
+
+    def __init__(
+        self, pid: int, stdout: int, stderr: int, proc: subprocess.Popen[bytes] | None = None
+    ) -> None:
+        self.pid = pid
+        self.stdout = stdout
+        self.stderr = stderr
+        self.proc = proc  # never waited on: see spawn.py
+
+    def __repr__(self) -> str:
+        return f"Child(pid={self.pid}, stdout={self.stdout}, stderr={self.stderr})"
 
 
 class Kernel:

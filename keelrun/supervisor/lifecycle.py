@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import enum
 import os
-from dataclasses import dataclass
 
 BACKOFF_INITIAL = 1.0
 BACKOFF_MAX = 30.0
@@ -51,16 +50,34 @@ def describe_exit(wait_status: int) -> str:
     return f"exited with status {code}"
 
 
-@dataclass(slots=True)
 class RestartTracker:
-    """Counts failed starts in a row and computes the back-off before the next try."""
+    """Counts failed starts in a row and computes the back-off before the next try.
 
-    max_restarts: int
-    initial: float = BACKOFF_INITIAL
-    maximum: float = BACKOFF_MAX
-    stable_after: float = STABLE_UPTIME
-    failures: int = 0  # failed starts in a row
-    step: int = 0  # back-off step: restarts in a row, clean or not
+    A plain class, not a dataclass: this module is imported on every start,
+    and a dataclass costs about a millisecond to build.
+    """
+
+    __slots__ = ("failures", "initial", "max_restarts", "maximum", "stable_after", "step")
+
+    def __init__(
+        self,
+        max_restarts: int,
+        initial: float = BACKOFF_INITIAL,
+        maximum: float = BACKOFF_MAX,
+        stable_after: float = STABLE_UPTIME,
+    ) -> None:
+        self.max_restarts = max_restarts
+        self.initial = initial
+        self.maximum = maximum
+        self.stable_after = stable_after
+        self.failures = 0  # failed starts in a row
+        self.step = 0  # back-off step: restarts in a row, clean or not
+
+    def __repr__(self) -> str:
+        return (
+            f"RestartTracker(max_restarts={self.max_restarts}, "
+            f"failures={self.failures}, step={self.step})"
+        )
 
     def on_exit(self, uptime: float, failed: bool) -> None:
         if uptime >= self.stable_after:

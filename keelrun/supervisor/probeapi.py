@@ -9,12 +9,10 @@ once, from a later turn of the loop (never from inside ``start``), unless
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 
-@dataclass(frozen=True, slots=True)
-class ProbeResult:
+class ProbeResult(NamedTuple):  # not a dataclass: see keelrun/settings.py
     ok: bool
     detail: str  # for events: "HTTP 503", "connection refused", "exit status 1: ..."
 

@@ -7,14 +7,12 @@ changed; a count change alone keeps the running instances (README "Commands": `k
 
 from __future__ import annotations
 
-import dataclasses
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from keelrun.settings import ProcessTypeSettings, Settings
 
 
-@dataclass(frozen=True, slots=True)
-class SettingsDiff:
+class SettingsDiff(NamedTuple):
     restarted: list[str]  # types present before and after whose instances must restart
     added: list[str]  # new types, in Procfile order
     removed: list[str]  # types gone from the Procfile
@@ -50,4 +48,4 @@ def diff_settings(old: Settings, new: Settings) -> SettingsDiff:
 def _without_count(ptype: ProcessTypeSettings) -> ProcessTypeSettings:
     # What does not reach the process does not restart it: its count, whether
     # its lines are printed, which files it watches.
-    return dataclasses.replace(ptype, count=0, quiet=False, watch=())
+    return ptype._replace(count=0, quiet=False, watch=())

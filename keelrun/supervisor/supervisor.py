@@ -15,15 +15,12 @@ from collections.abc import Callable
 from keelrun.environment import instance_env
 from keelrun.loop import Loop, cancel
 from keelrun.settings import InstanceSpec, ProcessTypeSettings, Settings
-from keelrun.supervisor import ending
 from keelrun.supervisor.checks import Checks, deps_ready
 from keelrun.supervisor.events import Events
-from keelrun.supervisor.exitpolicy import restarts
 from keelrun.supervisor.instance import Instance, Intent
 from keelrun.supervisor.kernel import Kernel
 from keelrun.supervisor.lifecycle import State, describe_exit, exit_code
 from keelrun.supervisor.logpipes import LogPipes
-from keelrun.supervisor.reconcile import diff_settings
 from keelrun.supervisor.shutdown import Shutdown
 from keelrun.supervisor.sweep import Sweeper
 
@@ -72,17 +69,17 @@ class Supervisor:
         started: list[Instance] = []
         for inst in list(self.instances.values()):
             if deps_ready(inst.ptype, self.instances.values()):
-                if self._spawn(inst, announce=False):
+                if self._spawn(inst, batch=True):
                     started.append(inst)
             else:
                 inst.state = State.HELD
         for inst in started:
             self._announce_start(inst)
+        self.release_held()  # those whose dependencies the batch has made ready
         for inst in self.instances.values():
             if inst.state is State.HELD:
                 deps = ", ".join(inst.ptype.depends_on)
                 self.events.info("process_held", f"{inst.name} waits for {deps}", target=inst.name)
-        self.release_held()
         self.checks.settled()
 
     def start_release(self, then: Callable[[], None]) -> None:
@@ -125,8 +122,9 @@ class Supervisor:
         formatter.set_types(t.name for t in self.settings.all_types())
         formatter.set_names(self.instances)
 
-    def _spawn(self, inst: Instance, announce: bool = True) -> bool:
-        """Start the instance's process; False if nothing was started."""
+    def _spawn(self, inst: Instance, batch: bool = False) -> bool:
+        """Start the instance's process; False if nothing was started. ``batch``: start()
+        announces them and releases held ones once (not N passes over N instances)."""
         if self.shutdown.active:
             return False  # nothing new starts once keelrun is stopping
         if self.sweeper:
@@ -165,8 +163,9 @@ class Supervisor:
         self.by_pid[child.pid] = inst
         self.pipes.add_child(inst, child)
         self.checks.begin(inst, env)
-        if announce:
-            self._announce_start(inst)
+        if batch:
+            return True
+        self._announce_start(inst)
         if inst.state is State.RUNNING:
             self.release_held()
             self.checks.settled()
@@ -252,10 +251,11 @@ class Supervisor:
             self._spawn(inst)
         else:
             self._event_exit(inst, status, "process_exited")
-            failed = checked or not ending.succeeded(inst)
-            self._ended_by_itself(inst, uptime, failed)
+            self._ended_by_itself(inst, uptime, checked)
 
     def _event_exit(self, inst: Instance, status: int, event: str, requested: bool = False) -> None:
+        from keelrun.supervisor import ending  # at the first exit: no start needs it
+
         text = f"{inst.name} (pid {inst.last_pid}) {describe_exit(status)}"
         fields = {"target": inst.name, "pid": inst.last_pid, "status": exit_code(status)}
         if requested or self.shutdown.active or ending.succeeded(inst):
@@ -263,7 +263,12 @@ class Supervisor:
         else:
             self.events.warning(event, text, **fields)
 
-    def _ended_by_itself(self, inst: Instance, uptime: float, failed: bool) -> None:
+    def _ended_by_itself(self, inst: Instance, uptime: float, checked: bool) -> None:
+        """``checked``: stopped by its checks (not ready in time, unhealthy): a failed start."""
+        from keelrun.supervisor import ending
+        from keelrun.supervisor.exitpolicy import restarts
+
+        failed = checked or not ending.succeeded(inst)
         tracker = inst.tracker
         tracker.on_exit(uptime, failed)
         policy = inst.ptype.restart
@@ -418,6 +423,8 @@ class Supervisor:
 
     def apply_settings(self, new: Settings, only_types: tuple[str, ...]) -> dict[str, list[str]]:
         """Reload: restart only the types whose command, environment or settings changed."""
+        from keelrun.supervisor.reconcile import diff_settings  # reloads only
+
         diff = diff_settings(self.settings, new)
         self.settings = new
         new_types = {t.name: t for t in new.types}

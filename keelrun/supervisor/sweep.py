@@ -16,20 +16,33 @@ from __future__ import annotations
 
 import signal
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 
 from keelrun.supervisor.kernel import Kernel
 
 SETTLE = 1.0
 
 
-@dataclass(slots=True)
 class Leftover:
-    owner: str  # the instance it belonged to
-    stop_signal: int
-    grace: float
-    stop_at: float  # when it gets the stop signal
-    deadline: float | None = None  # SIGKILL time, once it is being stopped
+    """A group whose leader has exited (a plain class: no dataclass on the start path)."""
+
+    __slots__ = ("deadline", "grace", "owner", "stop_at", "stop_signal")
+
+    def __init__(
+        self,
+        owner: str,  # the instance it belonged to
+        stop_signal: int,
+        grace: float,
+        stop_at: float,  # when it gets the stop signal
+        deadline: float | None = None,  # SIGKILL time, once it is being stopped
+    ) -> None:
+        self.owner = owner
+        self.stop_signal = stop_signal
+        self.grace = grace
+        self.stop_at = stop_at
+        self.deadline = deadline
+
+    def __repr__(self) -> str:
+        return f"Leftover(owner={self.owner!r}, stop_at={self.stop_at}, deadline={self.deadline})"
 
 
 class Sweeper:
