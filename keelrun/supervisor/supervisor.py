@@ -370,11 +370,18 @@ class Supervisor:
             if f"{type_name}.{n}" not in self.instances
         ]
         self._names_changed()
+        spawned = []
         for inst in created:
             if deps_ready(ptype, self.instances.values()):
-                self._spawn(inst)
+                if self._spawn(inst, batch=True):
+                    spawned.append(inst)
             else:
                 inst.state = State.HELD
+        for inst in spawned:
+            self._announce_start(inst)
+        if spawned:  # one pass for held instances, not one per new instance
+            self.release_held()
+            self.checks.settled()
         self.events.info(
             "scaled",
             f"scaled {type_name} from {before} to {target}",
