@@ -107,6 +107,11 @@ def parse_health(value: object, where: str) -> Check:
 
 def parse_seconds(value: object, where: str) -> float:
     """A duration > 0 in seconds: a number, or a string holding one."""
+    return seconds(value, where, positive=True, at_most=MAX_SECONDS)
+
+
+def seconds(value: object, where: str, *, positive: bool, at_most: float | None) -> float:
+    """A number of seconds (or a string holding one), >= 0, or > 0 when ``positive``."""
     number: float
     if isinstance(value, str):
         try:
@@ -117,10 +122,10 @@ def parse_seconds(value: object, where: str) -> float:
         number = float(value)
     else:
         raise InputError(where, f"expected a number of seconds, got {show(value)}")
-    if not math.isfinite(number) or number <= 0 or number > MAX_SECONDS:
-        raise InputError(
-            where, f"expected a number of seconds > 0 (a year at most), got {show(value)}"
-        )
+    too_big = at_most is not None and number > at_most
+    if not math.isfinite(number) or number < 0 or (positive and number == 0) or too_big:
+        bound = ("> 0" if positive else ">= 0") + (" (a year at most)" if at_most else "")
+        raise InputError(where, f"expected a number of seconds {bound}, got {show(value)}")
     return number
 
 

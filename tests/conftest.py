@@ -112,3 +112,15 @@ def fault_runs():
     yield factory
     problems = factory.finish()
     assert not problems, "; ".join(problems)
+
+
+@pytest.fixture
+def kit():  # type: ignore[no-untyped-def]
+    """A loop with a reaper of the supervisor's shape, for probes and notify
+    (tests/support/loopkit.py); teardown fails the test on processes left behind."""
+    from support.loopkit import Kit
+
+    k = Kit()
+    yield k
+    left = k.close()
+    assert not left, f"processes left behind: {left}"

@@ -8,7 +8,6 @@ import os
 import select
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import urllib.request
@@ -17,17 +16,12 @@ from pathlib import Path
 import psutil
 import pytest
 from conftest import REPO, run_keelrun
+from support.ports import free_port
 from support.runner import base_env
 from test_export_cli import dockerfile_instructions
 
 EXAMPLES = REPO / "examples"
 IGNORED = shutil.ignore_patterns("__pycache__", ".env", ".keelrun.sock")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import socket
 import sys
 from pathlib import Path
 
 import pytest
 from support.loopkit import Kit
+from support.ports import free_port
 
 from keelrun.healthspec import Check, HealthPlan
 from keelrun.supervisor.health import InstanceHealth, Phase
@@ -15,14 +15,6 @@ from keelrun.supervisor.notify import NotifyReceiver, instance_env
 from keelrun.supervisor.probes import ProbeTarget
 
 pytestmark = pytest.mark.timeout(40)
-
-
-@pytest.fixture
-def kit():
-    k = Kit()
-    yield k
-    left = k.close()
-    assert not left, f"processes left behind: {left}"
 
 
 class Events:
@@ -49,12 +41,6 @@ class Events:
 
     def on_app_stopping(self) -> None:
         self.log.append(("app_stopping", ""))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def monitor(kit: Kit, pid: int, port: int, root: Path | str = "/", **plan: object):

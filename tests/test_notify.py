@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from support.loopkit import Kit
+from support.ports import free_port
 from support.procs import poll_until, tree
 
 from keelrun.supervisor.httpprobe import HttpProbe
@@ -33,14 +34,6 @@ NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
 
 
 @pytest.fixture
-def kit():
-    k = Kit()
-    yield k
-    left = k.close()
-    assert not left, f"processes left behind: {left}"
-
-
-@pytest.fixture
 def receiver(kit: Kit):
     r = NotifyReceiver(kit.loop)
     yield r
@@ -55,12 +48,6 @@ def watch(receiver: NotifyReceiver, pid: int) -> list[NotifyMessage]:
 
 def notifier(kit: Kit, receiver: NotifyReceiver, *args: str):
     return kit.python("notifier.py", *args, env=kit.env(NOTIFY_SOCKET=receiver.address))
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 # -- a real gunicorn, no app code ------------------------------------------

@@ -3,32 +3,18 @@
 from __future__ import annotations
 
 import itertools
-import socket
 import time
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from support.loopkit import Kit
+from support.ports import free_port
 
 from keelrun.supervisor.httpprobe import HttpProbe, NotHttp, final_status, request_bytes
 from keelrun.supervisor.probeapi import ProbeResult
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def kit():
-    k = Kit()
-    yield k
-    left = k.close()
-    assert not left, f"processes left behind: {left}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def serve(kit: Kit, mode: str, *args: str) -> int:

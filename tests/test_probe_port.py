@@ -8,6 +8,7 @@ import sys
 
 import pytest
 from support.loopkit import Kit
+from support.ports import free_port
 
 from keelrun import listeners
 from keelrun.listeners import Listener, Owner, check_port, parse_table, tree
@@ -15,20 +16,6 @@ from keelrun.supervisor.probeapi import ChildRoutes, ProbeResult
 from keelrun.supervisor.probes import PortProbe, ProbeTarget
 
 pytestmark = pytest.mark.timeout(30)
-
-
-@pytest.fixture
-def kit():
-    k = Kit()
-    yield k
-    left = k.close()
-    assert not left, f"processes left behind: {left}"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def sleeper(kit: Kit):  # an instance that listens on nothing

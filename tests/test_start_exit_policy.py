@@ -3,20 +3,14 @@ run of web + worker + an e2e runner) and --abort-on-exit, and their input errors
 
 from __future__ import annotations
 
-import socket
 from pathlib import Path
 
 import pytest
 from conftest import clean_environ, make_app, run_keelrun
 from support import py
+from support.ports import free_port
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_success_codes_are_not_failures(tmp_path: Path, keelrun) -> None:

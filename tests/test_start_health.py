@@ -11,15 +11,10 @@ from pathlib import Path
 import pytest
 from conftest import make_app
 from support import py
+from support.ports import free_port
 from support.procs import alive, wait_gone, wait_until
 
 pytestmark = pytest.mark.timeout(60)
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 SPEC_KEYS = [

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 from conftest import make_app
 from support import py
+from support.ports import free_port
 from support.procs import proc_environ, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -58,12 +59,6 @@ def test_a_real_gunicorn_becomes_ready_through_notify_with_no_app_code(
     assert env["NOTIFY_SOCKET"].startswith("@keelrun/") and "WATCHDOG_USEC" not in env
     assert "NOTIFY_SOCKET" not in proc_environ(k.ps()["worker.1"]["pid"])
     assert k.terminate() == 0
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def test_a_grandchild_is_heard_a_stranger_is_not_and_ps_shows_what_the_app_says(

@@ -8,13 +8,12 @@ live in keelrun/healthspec.py, next to the values they make.
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Callable
 from typing import Any, cast
 
 from keelrun.errors import InputError, InputErrors
-from keelrun.healthspec import show
+from keelrun.healthspec import seconds, show
 from keelrun.settings import MAX_COUNT
 
 Checker = Callable[[object, str], Any]
@@ -49,19 +48,7 @@ def to_port(value: object, where: str) -> int:
 
 
 def to_seconds(value: object, where: str) -> float:
-    number: float
-    if isinstance(value, str):
-        try:
-            number = float(value.strip())
-        except ValueError:
-            raise InputError(where, f"expected a number of seconds, got {show(value)}") from None
-    elif isinstance(value, int | float) and not isinstance(value, bool):
-        number = float(value)
-    else:
-        raise InputError(where, f"expected a number of seconds, got {show(value)}")
-    if not math.isfinite(number) or number < 0:
-        raise InputError(where, f"expected a number of seconds >= 0, got {show(value)}")
-    return number
+    return seconds(value, where, positive=False, at_most=None)
 
 
 def to_bool(value: object, where: str) -> bool:

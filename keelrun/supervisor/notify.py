@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from keelrun.errors import one_line
 from keelrun.loop import Loop
+from keelrun.supervisor.procscan import stat_fields
 
 MAX_DATAGRAM = 4096  # what systemd accepts too
 BATCH = 64  # datagrams per wakeup: a flood waits for the next turn, it never holds the loop
@@ -99,13 +100,8 @@ def sender_pid(ancdata: list[tuple[int, int, bytes]]) -> int | None:
 
 def _parent_and_session(pid: int) -> tuple[int, int] | None:
     """ppid and session of pid, zombies included (a sender may have just exited)."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    fields = data[data.rfind(b")") + 2 :].split(b" ", 5)
-    return int(fields[1]), int(fields[3])
+    fields = stat_fields(pid, 5)
+    return (int(fields[1]), int(fields[3])) if fields is not None else None
 
 
 def owning_root(pid: int, roots: Mapping[int, object], me: int | None = None) -> int | None:

@@ -5,15 +5,23 @@ from __future__ import annotations
 import os
 
 
-def _ppid_pgid(pid: str) -> tuple[int, int] | None:
+def stat_fields(pid: int | str, maxsplit: int = -1) -> list[bytes] | None:
+    """The fields of /proc/PID/stat after the command name, the state first; None if gone.
+
+    ``maxsplit`` stops splitting once the fields the caller needs are cut off.
+    """
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             data = f.read()
     except OSError:
         return None
     # The command name is in parentheses and may itself contain ") ".
-    rest = data[data.rfind(b")") + 2 :].split(b" ", 4)
-    if rest[0] == b"Z":
+    return data[data.rfind(b")") + 2 :].split(b" ", maxsplit)
+
+
+def _ppid_pgid(pid: str) -> tuple[int, int] | None:
+    rest = stat_fields(pid, 4)
+    if rest is None or rest[0] == b"Z":
         return None  # zombies are reaped, not signalled
     return int(rest[1]), int(rest[2])
 

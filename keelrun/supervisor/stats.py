@@ -16,6 +16,8 @@ import os
 import time
 from dataclasses import dataclass, field
 
+from keelrun.supervisor.procscan import stat_fields
+
 _CLOCK_TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
@@ -42,14 +44,8 @@ def snapshot() -> Snapshot | None:
     for name in entries:
         if not name.isdigit():
             continue
-        try:
-            with open(f"/proc/{name}/stat", "rb") as f:
-                data = f.read()
-        except OSError:
-            continue
-        # The command name is in parentheses and may itself contain ") ".
-        fields = data[data.rfind(b")") + 2 :].split()
-        if fields[0] == b"Z":
+        fields = stat_fields(name, 22)
+        if fields is None or fields[0] == b"Z":
             continue
         pid = int(name)
         snap.children.setdefault(int(fields[1]), []).append(pid)

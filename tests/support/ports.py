@@ -7,6 +7,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 
 
+def free_port() -> int:
+    """A port nobody listens on now (the kernel's pick)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def is_free(port: int) -> bool:
     with socket.socket() as s:
         try:
