@@ -48,7 +48,7 @@ WORKLOADS = [
         "lines/s",
         True,
         "raw",
-        "keelrun >= 0.35x raw, lossless; keelrun-json >= 0.1x raw",
+        "keelrun >= 0.35x raw, lossless; keelrun-json >= 0.3x raw",
     ),
     Workload(
         "start",
