@@ -20,7 +20,6 @@ import os
 import signal
 import socket
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -32,16 +31,14 @@ from benchmarks.harness import (
     App,
     LineReader,
     become_subreaper,
-    bench_env,
     launch,
     read_pids,
     supervisors,
-    tracked,
     wait_gone,
 )
+from benchmarks.lifecycle import ANNOUNCE, start_stop_self
 from benchmarks.report import machine
 
-ANNOUNCE = "echo $$; exec sleep 1000"
 TIMEOUT = 120.0
 
 
@@ -66,33 +63,7 @@ def _rss_kib(pid: int) -> int:
 
 def self_start(n: int) -> float:
     """The baseline: this script spawns N announcing shells and reads their pids."""
-    with tracked() as run:
-        env = bench_env(run.token)
-        read_fd, write_fd = os.pipe()
-        try:
-            begun = time.perf_counter()
-            for _ in range(n):
-                run.extra.append(
-                    subprocess.Popen(
-                        ["/bin/sh", "-c", ANNOUNCE],
-                        stdout=write_fd,
-                        stdin=subprocess.DEVNULL,
-                        env=env,
-                        start_new_session=True,
-                    )
-                )
-            os.close(write_fd)
-            write_fd = -1
-            pids = read_pids(LineReader(read_fd), n, begun + TIMEOUT)
-            took = time.perf_counter() - begun
-            assert len(pids) == n, f"only {len(pids)} of {n} announced"
-            return took
-        finally:
-            os.close(read_fd)
-            if write_fd >= 0:
-                os.close(write_fd)
-            for proc in run.extra:
-                os.killpg(proc.pid, signal.SIGKILL)
+    return start_stop_self(n).start
 
 
 def keelrun_run(program: list[str], env: dict[str, str], n: int) -> dict[str, float]:

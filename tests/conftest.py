@@ -124,3 +124,21 @@ def kit():  # type: ignore[no-untyped-def]
     yield k
     left = k.close()
     assert not left, f"processes left behind: {left}"
+
+
+@pytest.fixture
+def make(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """``make(procfile, pyproject=None, **options)``: a supervisor in this process on a
+    fake kernel and clock (tests/support/fakes.py); closed at teardown."""
+    from support.fakes import Harness
+
+    made: list[Harness] = []
+
+    def build(procfile: str, pyproject: str | None = None, **opts: str) -> Harness:
+        h = Harness(tmp_path / f"app{len(made)}", procfile, pyproject=pyproject, **opts)
+        made.append(h)
+        return h
+
+    yield build
+    for h in made:
+        h.close()

@@ -8,31 +8,16 @@ test_start_notify.py and test_start_exit_policy.py; these pin down the rules.
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.fakes import FakeService, Harness, exited, killed
+from support.fakes import FakeService, exited, killed
 
 from keelrun.control.client import state_cell
 from keelrun.supervisor.ending import final_status
 from keelrun.supervisor.notify import NotifyMessage
 
 pytestmark = pytest.mark.timeout(10)
-
-
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[object]:
-    made: list[Harness] = []
-
-    def build(procfile: str, pyproject: str | None = None, **opts: str) -> Harness:
-        h = Harness(tmp_path / f"app{len(made)}", procfile, pyproject=pyproject, **opts)
-        made.append(h)
-        return h
-
-    yield build
-    for h in made:
-        h.close()
 
 
 def config(**types: str) -> str:

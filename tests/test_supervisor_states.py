@@ -9,30 +9,15 @@ from __future__ import annotations
 
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from support.fakes import Harness, exited, killed
+from support.fakes import exited, killed
 
 from keelrun.errors import RequestError
 from keelrun.supervisor.reconcile import diff_settings
 
 pytestmark = pytest.mark.timeout(10)
-
-
-@pytest.fixture
-def make(tmp_path: Path) -> Iterator[object]:
-    made: list[Harness] = []
-
-    def build(procfile: str, pyproject: str | None = None, **opts: str) -> Harness:
-        h = Harness(tmp_path / f"app{len(made)}", procfile, pyproject=pyproject, **opts)
-        made.append(h)
-        return h
-
-    yield build
-    for h in made:
-        h.close()
 
 
 def test_backoff_doubles_then_gives_up_with_the_status(make) -> None:
