@@ -43,3 +43,15 @@ def test_only_the_start_wiring_knows_both_sides() -> None:
         and any(m.startswith("keelrun.supervisor.supervisor") for m in _imports(path))
     ]
     assert both == ["start.py"]
+
+
+MAX_LINES = 450  # README "Design": modules by concern, each small enough to read at once
+
+
+def test_no_module_is_over_450_lines() -> None:
+    long = {
+        str(path.relative_to(KEELRUN)): n
+        for path in KEELRUN.rglob("*.py")
+        if (n := len(path.read_text().splitlines())) > MAX_LINES
+    }
+    assert long == {}

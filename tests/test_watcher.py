@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
-from support.procs import wait_until
+from support.procs import poll_until
 
 from keelrun.loop import Loop
 from keelrun.watch.rules import Changes, WatchRules
@@ -256,11 +256,22 @@ def test_stop_right_after_start(tmp_path: Path) -> None:
     loop.close()
 
 
-def open_fds() -> set[str]:
-    return set(os.listdir("/proc/self/fd")) - {"0", "1", "2"}
+def open_fds() -> set[tuple[str, str]]:
+    """This process's fds as (number, what it points at): a number reused for
+    something else counts as a new fd."""
+    fds = set()
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            fds.add((fd, os.readlink(f"/proc/self/fd/{fd}")))
+        except OSError:  # the listing's own fd, closed already
+            continue
+    return fds
 
 
-def all_closed(before: set[str]) -> None:
+def all_closed(before: set[tuple[str, str]]) -> None:
     """The watcher's pipes and inotify fds are closed: ours at once, those of
-    watchfiles' own thread (an epoll and an eventfd) once that thread has seen the close."""
-    wait_until(lambda: open_fds() == before, 10.0, "the watcher's fds to be closed")
+    watchfiles' own thread (an epoll and an eventfd) once that thread has seen the close.
+    Only new fds count: an earlier test's object closed by the garbage collector
+    meanwhile is no concern of the watcher's."""
+    if not poll_until(lambda: not open_fds() - before, 10.0):
+        raise AssertionError(f"the watcher's fds still open after 10s: {open_fds() - before}")

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from keelrun.config.dependencies import dependency_errors
 from keelrun.config.files import ConfigFile, absolute, app_root_path, display_path, read_config
 from keelrun.config.options import BY_NAME, CONFIG_KEYS, OPTIONS, TYPE_KEYS, Option, Overrides
 from keelrun.config.values import MAX_PORT, show, to_formation, to_port
@@ -342,27 +343,9 @@ class _Loader:
                     InputError(config.where(*at, "count"), "release is not part of the formation")
                 )
             result[name] = conf
-        self.check_dependencies(result, names)
+        if result:
+            self.errors.extend(dependency_errors(result, names, config.where))
         return result
-
-    def check_dependencies(self, per_type: dict[str, dict[str, Any]], names: list[str]) -> None:
-        assert self.config is not None
-        graph: dict[str, tuple[str, ...]] = {}
-        for name, conf in per_type.items():
-            deps = conf.get("depends_on", ())
-            where = self.config.where("processes", name, "depends_on")
-            for dep in deps:
-                if dep == RELEASE_TYPE:
-                    self.errors.append(
-                        InputError(where, '"release" runs before the formation, not in it')
-                    )
-                elif names and dep not in names:
-                    self.errors.append(InputError(where, _unknown_type(dep, names)))
-            graph[name] = deps
-        cycle = find_cycle(graph)
-        if cycle:
-            where = self.config.where("processes", cycle[0], "depends_on")
-            self.errors.append(InputError(where, "dependency cycle " + " -> ".join(cycle)))
 
     def counts(self, names: list[str], per_type: dict[str, dict[str, Any]]) -> dict[str, int]:
         types = [n for n in names if n != RELEASE_TYPE]
@@ -434,26 +417,3 @@ def _unknown_type(name: str, names: list[str]) -> str:
     from keelrun.formation import unknown_type
 
     return unknown_type(name, [n for n in names if n != RELEASE_TYPE])
-
-
-def find_cycle(graph: Mapping[str, tuple[str, ...]]) -> list[str] | None:
-    """One dependency cycle as [a, b, ..., a], or None."""
-    done: set[str] = set()
-
-    def visit(node: str, path: list[str]) -> list[str] | None:
-        if node in path:
-            return [*path[path.index(node) :], node]
-        if node in done:
-            return None
-        for dep in graph.get(node, ()):
-            found = visit(dep, [*path, node])
-            if found:
-                return found
-        done.add(node)
-        return None
-
-    for start in graph:
-        found = visit(start, [])
-        if found:
-            return found
-    return None

@@ -14,12 +14,11 @@ import json
 import os
 import selectors
 import socket
-import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keelrun.control.address import UnsafeDirectory, fits, private_dir, stand_ins
+from keelrun.control.listen import listen
 from keelrun.control.protocol import (
     IDLE_TIMEOUT,
     MAX_CONNECTIONS,
@@ -29,25 +28,13 @@ from keelrun.control.protocol import (
     peer_pid,
     peer_uid,
 )
-from keelrun.errors import InputError, RequestError, RuntimeFailure
+from keelrun.errors import RequestError
 from keelrun.loop import Loop, Timer
 
 Reply = dict[str, Any]
 # A handler gets the request's args and the connection (for streaming replies);
 # it returns a reply, or None when it keeps the connection open (logs -f).
 Handler = Callable[[dict[str, Any], "Connection"], Reply | None]
-
-
-class AlreadyRunning(RuntimeFailure):
-    pass
-
-
-# Why a socket cannot be created where it was asked for, but might be elsewhere.
-_UNWRITABLE = (errno.EACCES, errno.EPERM, errno.EROFS)
-
-
-class _Unwritable(Exception):
-    pass
 
 
 class Connection:
@@ -237,70 +224,11 @@ class ControlServer:
 
     # -- lifecycle --------------------------------------------------------
     def bind(self) -> None:
-        """Listen on the socket; refuse if a live keelrun holds it, replace a stale one.
-
-        A path too long for a Unix socket, or a default socket whose app root
-        cannot be written, is served at its stand-in (keelrun.control.address).
-        """
-        why = f"longer than a Unix socket allows ({len(os.fsencode(str(self.path)))} bytes)"
-        if fits(self.path):
-            try:
-                self._listen(self.path)
-                return
-            except _Unwritable as e:
-                if not self.fallback:
-                    raise InputError(str(self.path), f"cannot listen: {e}") from None
-                why = str(e)
-        tried = []
-        for address in stand_ins(self.path):
-            try:
-                private_dir(address.parent)
-            except UnsafeDirectory:
-                raise
-            except OSError as e:
-                tried.append(f"{address.parent}: {e.strerror or e}")
-                continue
-            try:
-                self._listen(address)
-                return
-            except _Unwritable as e:
-                tried.append(f"{address}: {e}")
-        raise RuntimeFailure(f"{self.path}: cannot listen ({why}), nor at {'; '.join(tried)}")
-
-    def _listen(self, address: Path) -> None:
-        if os.path.lexists(address):
-            if os.path.isdir(address):
-                raise InputError(str(address), "is a directory, not a socket")
-            if not stat.S_ISSOCK(os.lstat(address).st_mode):
-                raise RuntimeFailure(f"{address}: exists and is not a socket")
-            if _answers(address):
-                at = "" if address == self.path else f" (socket {address})"
-                raise AlreadyRunning(f"keelrun is already running on {self.path}{at}")
-            try:
-                os.unlink(address)  # stale: its keelrun was killed
-            except OSError as e:
-                if e.errno in _UNWRITABLE:
-                    raise _Unwritable(f"cannot replace a stale socket: {e.strerror}") from None
-                raise RuntimeFailure(f"{address}: cannot replace a stale socket: {e}") from None
-        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)  # created 0600: no window where others may connect
-        try:
-            sock.bind(str(address))
-            os.chmod(address, 0o600)
-        except OSError as e:
-            sock.close()
-            if e.errno in _UNWRITABLE:
-                raise _Unwritable(e.strerror or str(e)) from None
-            raise InputError(str(address), f"cannot listen: {e.strerror or e}") from None
-        finally:
-            os.umask(old_umask)
-        sock.listen(128)
-        sock.setblocking(False)
-        st = os.stat(address)
-        self.address = address
+        """Listen on the socket (or its stand-in: keelrun/control/listen.py)."""
+        self.sock, self.address = listen(self.path, fallback=self.fallback)
+        st = os.stat(self.address)
         self._inode = (st.st_dev, st.st_ino)
-        self.sock = sock
-        self.loop.add_reader(sock.fileno(), self._on_accept)
+        self.loop.add_reader(self.sock.fileno(), self._on_accept)
         self._reserve_fd = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
 
     def close(self) -> None:
@@ -437,16 +365,3 @@ def _refuse(sock: socket.socket, message: str) -> None:
     with contextlib.suppress(OSError):
         sock.send((json.dumps({"ok": False, "error": message, "kind": "runtime"}) + "\n").encode())
     sock.close()
-
-
-def _answers(address: Path) -> bool:
-    """Whether a live server accepts connections on address."""
-    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    probe.settimeout(1.0)
-    try:
-        probe.connect(str(address))
-    except OSError:
-        return False
-    finally:
-        probe.close()
-    return True

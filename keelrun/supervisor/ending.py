@@ -1,16 +1,18 @@
-"""When keelrun stops on its own: the exit policy (exitpolicy.py) applied to the instances.
+"""When an instance ends on its own: restart it with back-off, give up on its
+type, or apply the exit policy (exitpolicy.py) to the instances.
 
-Called whenever an instance becomes final (``exited``, or ``failed`` after too
-many failed starts): it may stop everything (README "Exit policy"), with a
-status now or, for ``--exit-code-from``, with the status its type leaves once
-everything has stopped (``final_status``).
+``apply_exit_policy`` is called whenever an instance becomes final
+(``exited``, or ``failed`` after too many failed starts): it may stop
+everything (README "Exit policy"), with a status now or, for
+``--exit-code-from``, with the status its type leaves once everything has
+stopped (``final_status``).
 """
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from keelrun.supervisor.exitpolicy import Ended, ExitPolicy, decide, status_at_end
+from keelrun.supervisor.exitpolicy import Ended, ExitPolicy, decide, restarts, status_at_end
 from keelrun.supervisor.instance import Instance
 from keelrun.supervisor.lifecycle import State
 
@@ -21,6 +23,43 @@ if TYPE_CHECKING:
 def succeeded(inst: Instance) -> bool:
     """The last exit status is one of its type's ``success_codes``."""
     return inst.exit_status in inst.ptype.success_codes
+
+
+def ended_by_itself(sup: Supervisor, inst: Instance, uptime: float, checked: bool) -> None:
+    """Restart with back-off, give up, or let it rest as ``exited`` (README
+    "`keelrun start`: what it does, exactly").
+
+    ``checked``: stopped by its checks (not ready in time, unhealthy): a failed start.
+    """
+    failed = checked or not succeeded(inst)
+    tracker = inst.tracker
+    tracker.on_exit(uptime, failed)
+    policy = inst.ptype.restart
+    code = inst.exit_status or 0
+    if restarts(policy, code, inst.ptype.success_codes) or (failed and policy != "never"):
+        if tracker.gave_up():
+            inst.state = State.FAILED
+            sup.events.error(
+                "process_failed",
+                f"{inst.name} failed {tracker.failures} starts in a row: giving up",
+                target=inst.name,
+                status=inst.exit_status,
+            )
+            apply_exit_policy(sup, inst)
+            return
+        delay = tracker.next_delay()
+        inst.state = State.BACKOFF
+        sup.events.warning(
+            "process_restarting",
+            f"restarting {inst.name} in {delay:g}s",
+            target=inst.name,
+            delay_s=delay,
+        )
+        inst.timer = sup.loop.call_later(delay, lambda: sup.restart_after_backoff(inst))
+        return
+    inst.state = State.EXITED
+    apply_exit_policy(sup, inst)
+    sup.checks.settled()
 
 
 def policy_of(sup: Supervisor) -> ExitPolicy:

@@ -66,15 +66,7 @@ class Supervisor:
             for n in range(1, counts.get(ptype.name, 0) + 1):
                 self._add(ptype, n)
         self._names_changed()
-        started: list[Instance] = []
-        for inst in list(self.instances.values()):
-            if deps_ready(inst.ptype, self.instances.values()):
-                if self._spawn(inst, batch=True):
-                    started.append(inst)
-            else:
-                inst.state = State.HELD
-        for inst in started:
-            self._announce_start(inst)
+        self._spawn_batch(list(self.instances.values()))
         self.release_held()  # those whose dependencies the batch has made ready
         for inst in self.instances.values():
             if inst.state is State.HELD:
@@ -146,7 +138,7 @@ class Supervisor:
             delay = inst.tracker.next_delay()
             inst.pid = None
             inst.state = State.BACKOFF
-            inst.timer = self.loop.call_later(delay, lambda: self._restart_after_backoff(inst))
+            inst.timer = self.loop.call_later(delay, lambda: self.restart_after_backoff(inst))
             self.events.warning(
                 "spawn_failed",
                 f"cannot start {inst.name}: {e.strerror or e}; retrying in {delay:g}s",
@@ -170,6 +162,20 @@ class Supervisor:
             self.release_held()
             self.checks.settled()
         return True
+
+    def _spawn_batch(self, insts: list[Instance]) -> list[Instance]:
+        """Spawn those whose dependencies are ready (the others are held), then
+        announce them: every spawn comes before the first event. Returns the spawned."""
+        spawned = []
+        for inst in insts:
+            if deps_ready(inst.ptype, self.instances.values()):
+                if self._spawn(inst, batch=True):
+                    spawned.append(inst)
+            else:
+                inst.state = State.HELD
+        for inst in spawned:
+            self._announce_start(inst)
+        return spawned
 
     def _announce_start(self, inst: Instance) -> None:
         self.events.info(
@@ -203,6 +209,8 @@ class Supervisor:
             self.shutdown.check_done()
 
     def _process_ended(self, inst: Instance, status: int) -> None:
+        from keelrun.supervisor import ending  # at the first exit: no start needs it
+
         uptime = inst.uptime(self.loop.time())
         pgid = inst.pid
         assert pgid is not None
@@ -251,7 +259,7 @@ class Supervisor:
             self._spawn(inst)
         else:
             self._event_exit(inst, status, "process_exited")
-            self._ended_by_itself(inst, uptime, checked)
+            ending.ended_by_itself(self, inst, uptime, checked)
 
     def _event_exit(self, inst: Instance, status: int, event: str, requested: bool = False) -> None:
         from keelrun.supervisor import ending  # at the first exit: no start needs it
@@ -263,42 +271,7 @@ class Supervisor:
         else:
             self.events.warning(event, text, **fields)
 
-    def _ended_by_itself(self, inst: Instance, uptime: float, checked: bool) -> None:
-        """``checked``: stopped by its checks (not ready in time, unhealthy): a failed start."""
-        from keelrun.supervisor import ending
-        from keelrun.supervisor.exitpolicy import restarts
-
-        failed = checked or not ending.succeeded(inst)
-        tracker = inst.tracker
-        tracker.on_exit(uptime, failed)
-        policy = inst.ptype.restart
-        code = inst.exit_status or 0
-        if restarts(policy, code, inst.ptype.success_codes) or (failed and policy != "never"):
-            if tracker.gave_up():
-                inst.state = State.FAILED
-                self.events.error(
-                    "process_failed",
-                    f"{inst.name} failed {tracker.failures} starts in a row: giving up",
-                    target=inst.name,
-                    status=inst.exit_status,
-                )
-                ending.apply_exit_policy(self, inst)
-                return
-            delay = tracker.next_delay()
-            inst.state = State.BACKOFF
-            self.events.warning(
-                "process_restarting",
-                f"restarting {inst.name} in {delay:g}s",
-                target=inst.name,
-                delay_s=delay,
-            )
-            inst.timer = self.loop.call_later(delay, lambda: self._restart_after_backoff(inst))
-            return
-        inst.state = State.EXITED
-        ending.apply_exit_policy(self, inst)
-        self.checks.settled()
-
-    def _restart_after_backoff(self, inst: Instance) -> None:
+    def restart_after_backoff(self, inst: Instance) -> None:
         inst.timer = None
         if inst.state is State.BACKOFF and not self.shutdown.active:
             inst.restarts += 1
@@ -330,6 +303,13 @@ class Supervisor:
             inst.killed = True
 
     # -------------------------------------------------------------- commands
+    def _retire(self, inst: Instance) -> None:
+        """Take the instance out of the formation: stopped gracefully if it runs."""
+        if inst.pid is not None:
+            self.stop_process(inst, Intent.REMOVE)
+        else:
+            self._remove(inst)
+
     def _remove(self, inst: Instance) -> None:
         inst.cancel_timers()
         if inst.terminal is not None:
@@ -358,10 +338,7 @@ class Supervisor:
             key=lambda i: -i.number,
         ):
             if inst.number > target and inst.intent is not Intent.REMOVE:
-                if inst.pid is not None:
-                    self.stop_process(inst, Intent.REMOVE)
-                else:
-                    self._remove(inst)
+                self._retire(inst)
             elif inst.number <= target and inst.intent is Intent.REMOVE:
                 inst.intent = Intent.RESTART  # scaled back up while stopping: keep it
         created = [
@@ -370,16 +347,7 @@ class Supervisor:
             if f"{type_name}.{n}" not in self.instances
         ]
         self._names_changed()
-        spawned = []
-        for inst in created:
-            if deps_ready(ptype, self.instances.values()):
-                if self._spawn(inst, batch=True):
-                    spawned.append(inst)
-            else:
-                inst.state = State.HELD
-        for inst in spawned:
-            self._announce_start(inst)
-        if spawned:  # one pass for held instances, not one per new instance
+        if self._spawn_batch(created):  # one pass for held instances, not one per new one
             self.release_held()
             self.checks.settled()
         self.events.info(
@@ -438,10 +406,7 @@ class Supervisor:
         for inst in list(self.instances.values()):
             name = inst.ptype.name
             if name in diff.removed:
-                if inst.pid is not None:
-                    self.stop_process(inst, Intent.REMOVE)
-                else:
-                    self._remove(inst)
+                self._retire(inst)
                 continue
             inst.ptype = new_types[name]
             inst.tracker.max_restarts = inst.ptype.max_restarts
