@@ -417,3 +417,43 @@ def test_errors_from_every_source_together(tmp_path: Path, monkeypatch: pytest.M
         'keelrun.toml: timeout: expected a number of seconds, got "x"',
         '--port: expected an integer, got "p"',
     ]
+
+
+@pytest.mark.parametrize(
+    ("toml", "message"),
+    [
+        ('port = "6000"', "port: expected an integer"),
+        ('timeout = "5"', "timeout: expected a number of seconds"),
+        ('max_restarts = "3"', "max_restarts: expected an integer"),
+        ('env_override = "yes"', "env_override: expected true or false"),
+        ('watch = "true"', "watch: expected true or false"),
+        ('formation = {web = "2"}', "formation.web: expected an integer"),
+        ('[processes.web]\ncount = "2"', "processes.web.count: expected an integer"),
+        ('[processes.web]\ngrace = "3"', "processes.web.grace: expected a number of seconds"),
+        ('[processes.web]\ntty = "yes"', "processes.web.tty: expected true or false"),
+        ('[processes.web]\nhealth_retries = "3"', "processes.web.health_retries: expected an"),
+        ('[processes.web]\ndepends_on = "worker"', "processes.web.depends_on: expected an array"),
+        ('[processes.web]\nwatch = "*.py"', "processes.web.watch: expected an array"),
+    ],
+)
+def test_a_config_file_gives_toml_types_not_text(tmp_path: Path, toml: str, message: str) -> None:
+    """In TOML "2" is a string: a number, boolean or array given as one is an error
+    (the text forms are for flags and KEELRUN_* variables)."""
+    root = make_app(tmp_path, PROCFILE, keelrun_toml=toml + "\n")
+    got = errors(root)
+    assert len(got) == 1 and f"/keelrun.toml: {message}" in got[0], got
+
+
+def test_the_text_forms_still_work_from_variables(tmp_path: Path) -> None:
+    root = make_app(tmp_path, PROCFILE, keelrun_toml='formation = "web=2"\n')
+    environ = {"KEELRUN_TIMEOUT": "7", "KEELRUN_ENV_OVERRIDE": "yes", "KEELRUN_MAX_RESTARTS": "2"}
+    s = load(root, environ, port="6000")
+    assert (s.timeout, s.env_override, s.port, s.type_named("web").count) == (7, True, 6000, 2)
+    assert s.type_named("web").max_restarts == 2
+
+
+def test_the_config_port_is_checked_even_where_port_overrides_it(tmp_path: Path) -> None:
+    root = make_app(tmp_path, PROCFILE, keelrun_toml='port = "x"\n')
+    assert errors(root, {"PORT": "7000"}) == [
+        f'{root}/keelrun.toml: port: expected an integer, got "x"'
+    ]

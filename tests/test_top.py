@@ -233,3 +233,20 @@ def test_keelrun_going_away_is_shown_and_q_exits_0(runner: Runner) -> None:
 
     app = run_top(k, scenario)
     assert app.return_code == 0
+
+
+def test_a_cell_that_grows_is_shown_whole(runner: Runner) -> None:
+    """`running` then `stopping` (a longer word in a column drawn narrower): never cut."""
+    stubborn = "trap '' TERM; echo \"$PS up port=$PORT\"; while :; do sleep 30 & wait $!; done"
+    k = runner.start(runner.app(f"web: {TRAPPING}\nworker: {stubborn}\n"), "-t", "5")
+    k.wait_ready("web.1", "worker.1")
+
+    async def scenario(app: TopApp, pilot: Pilot[int]) -> None:
+        await until(pilot, lambda: len(table_lines(app)) == 2, "2 rows")
+        assert table_lines(app)["worker.1"][1] == "running"
+        k.request("stop", {"names": ["worker.1"]})
+        await until(pilot, lambda: table_lines(app)["worker.1"][1] != "running", "a new state")
+        assert table_lines(app)["worker.1"][1] == "stopping", screen(app)
+        await pilot.press("q")
+
+    assert run_top(k, scenario).return_code == 0

@@ -146,6 +146,31 @@ def test_changes_closer_than_the_quiet_period_merge(watch) -> None:
     h.no_batch(2 * QUIET + 0.5)
 
 
+def test_a_long_burst_is_one_batch_after_its_last_change(watch) -> None:
+    """Longer than watchfiles' own 1 s hand-over, with the loop running all along:
+    still one batch, QUIET after the last change."""
+    h = watch({"web": ["**/*.py"]})
+    last: list[float] = []
+
+    def burst() -> None:
+        pace = threading.Event()
+        ends = time.monotonic() + 2.5
+        while time.monotonic() < ends:
+            write(h.root / "app.py", f"x = {time.monotonic()}\n")
+            last.append(time.monotonic())
+            pace.wait(0.1)  # the burst's rhythm (an editor saving), not a wait for something
+
+    writer = threading.Thread(target=burst)
+    writer.start()
+    changes = h.next_batch(within=10)
+    writer.join(5)
+    assert not writer.is_alive()
+    assert dict(changes.types) == {"web": ("app.py",)}
+    waited = h.batches[0][0] - last[-1]
+    assert QUIET <= waited < QUIET + 1.0, f"{waited:.2f}s after the last change"
+    h.no_batch(2 * QUIET + 0.5)
+
+
 def test_ignored_directories_and_the_socket_give_nothing(watch) -> None:
     ignored = {
         "git": [".git/**"],

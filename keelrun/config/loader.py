@@ -16,7 +16,7 @@ from typing import Any, NamedTuple, TypeVar
 from keelrun.config.dependencies import dependency_errors
 from keelrun.config.files import ConfigFile, absolute, app_root_path, display_path, read_config
 from keelrun.config.options import BY_NAME, CONFIG_KEYS, OPTIONS, TYPE_KEYS, Option, Overrides
-from keelrun.config.values import MAX_PORT, show, to_formation, to_port
+from keelrun.config.values import MAX_PORT, from_toml, show, to_formation, to_port
 from keelrun.control.address import DEFAULT_NAME
 from keelrun.errors import InputError, InputErrors
 from keelrun.settings import (
@@ -72,6 +72,7 @@ class _Picked(NamedTuple):
     value: object
     where: str
     base: Path  # what relative paths are relative to
+    toml: bool = False  # from the config file: TOML's types, not text (values.from_toml)
 
 
 class _Loader:
@@ -102,8 +103,14 @@ class _Loader:
         if opt.env and self.environ.get(opt.var, "").strip():
             return _Picked(self.environ[opt.var], opt.var, Path.cwd())
         if opt.config and self.config is not None and opt.name in self.config.data:
-            return _Picked(self.config.data[opt.name], self.config.where(opt.name), self.root)
+            where = self.config.where(opt.name)
+            return _Picked(self.config.data[opt.name], where, self.root, toml=True)
         return None
+
+    def checked(self, check: Callable[[object, str], T], picked: _Picked, default: T) -> T:
+        if picked.toml:
+            return self.attempt(from_toml, check, picked.value, picked.where, default=default)
+        return self.attempt(check, picked.value, picked.where, default=default)
 
     def value(self, name: str) -> Any:
         """The checked value of option ``name`` from the highest source, or its default.
@@ -118,7 +125,7 @@ class _Loader:
             elif opt.check is None:
                 value = picked.value
             else:
-                value = self.attempt(opt.check, picked.value, picked.where, default=opt.default)
+                value = self.checked(opt.check, picked, default=opt.default)
             self.values[name] = value
         return self.values[name]
 
@@ -287,17 +294,14 @@ class _Loader:
     def base_port(self, merged: Any) -> int:
         """-p, KEELRUN_PORT, then PORT of the environment and .env, then config ``port``."""
         picked = self.pick(BY_NAME["port"])
-        if picked is not None and picked.where != self.config_where("port"):
+        if picked is not None and not picked.toml:
             return self.attempt(to_port, picked.value, picked.where, default=DEFAULT_PORT)
+        # The config's port is checked even where PORT overrides it.
+        config_port = self.checked(to_port, picked, DEFAULT_PORT) if picked else DEFAULT_PORT
         if "PORT" in merged.env and merged.env["PORT"].strip():
             where = f"{merged.sources.get('PORT', 'environment')}: PORT"
             return self.attempt(to_port, merged.env["PORT"], where, default=DEFAULT_PORT)
-        if picked is not None:
-            return self.attempt(to_port, picked.value, picked.where, default=DEFAULT_PORT)
-        return DEFAULT_PORT
-
-    def config_where(self, key: str) -> str | None:
-        return self.config.where(key) if self.config else None
+        return config_port
 
     def socket(self) -> tuple[Path, bool]:
         """The control socket, and whether it was named (a named one never moves)."""
@@ -335,7 +339,7 @@ class _Loader:
             for key, spec in TYPE_KEYS.items():
                 if key in table:
                     where = config.where(*at, key)
-                    value = self.attempt(spec.check, table[key], where, default=None)
+                    value = self.attempt(from_toml, spec.check, table[key], where, default=None)
                     if value is not None:
                         conf[key] = value
             if name == RELEASE_TYPE and "count" in table:
@@ -356,13 +360,15 @@ class _Loader:
                     self.count_sources[n] = self.config.where("processes", n, "count")
         # Lowest source first, so that a higher one's named types win.
         opt = BY_NAME["formation"]
-        layers: list[tuple[object, str]] = []
+        layers: list[_Picked] = []
         if self.config is not None and "formation" in self.config.data:
-            layers.append((self.config.data["formation"], self.config.where("formation")))
+            where = self.config.where("formation")
+            layers.append(_Picked(self.config.data["formation"], where, self.root, toml=True))
         if self.environ.get(opt.var, "").strip():
-            layers.append((self.environ[opt.var], opt.var))
-        for value, where in layers:
-            formation = self.attempt(to_formation, value, where, default=None)
+            layers.append(_Picked(self.environ[opt.var], opt.var, self.root))
+        for layer in layers:
+            where = layer.where
+            formation = self.checked(to_formation, layer, default=None)
             if formation is not None and names:
                 counts = self.apply(counts, formation, where, types)
         # Repeated -m merge, left to right, into one formation: `-m web=2 -m worker=3`

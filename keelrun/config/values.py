@@ -172,3 +172,41 @@ def to_formation(value: object, where: str) -> dict[str, int]:
     if errors:
         raise InputErrors(errors)
     return counts
+
+
+def _toml_nouns() -> dict[Checker, str]:
+    from keelrun import healthspec as h
+
+    seconds_noun = "a number of seconds"
+    return {
+        to_int: "an integer",
+        to_count: "an integer",
+        to_port: "an integer",
+        to_seconds: seconds_noun,
+        to_bool: "true or false",
+        to_names: "an array of process types",
+        to_type_names: "an array of process types",
+        to_watch: "an array of glob patterns",
+        h.parse_seconds: seconds_noun,
+        h.parse_watchdog: seconds_noun,
+        h.parse_retries: "an integer",
+    }
+
+
+_TOML_NOUNS: dict[Checker, str] = {}
+
+
+def from_toml(check: Checker, value: object, where: str) -> Any:
+    """``check`` for a value of the config file, where TOML gives numbers, booleans
+    and arrays types of their own: there "2" is a string, not a count (README
+    "Precedence"). The text forms are for flags and KEELRUN_* variables."""
+    if not _TOML_NOUNS:
+        _TOML_NOUNS.update(_toml_nouns())
+    noun = _TOML_NOUNS.get(check)
+    if noun is not None and isinstance(value, str):
+        raise InputError(where, f"expected {noun}, got {show(value)}")
+    if check is to_formation and isinstance(value, dict):
+        for name, count in value.items():
+            if isinstance(count, str):
+                raise InputError(f"{where}.{name}", f"expected an integer, got {show(count)}")
+    return check(value, where)

@@ -118,7 +118,7 @@ class TopApp(App[int]):
             for r in rows:
                 for (key, _), value in zip(COLUMNS, cells(r), strict=True):
                     if table.get_cell(r["name"], key) != value:
-                        table.update_cell(r["name"], key, value)
+                        table.update_cell(r["name"], key, value, update_width=True)
         self._select_cursor()
 
     def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:

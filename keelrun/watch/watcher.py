@@ -9,11 +9,12 @@ failed. The loop thread reads them, merges batches until the changes have
 been quiet for 300 ms, and calls back once per merged batch.
 
 Timing: watchfiles hands over a batch once its change set has not grown for
-one step (50 ms), so a batch reaches the loop 50-100 ms after its last
-change. Waiting QUIET + STEP after the last arrival therefore merges every
-change that came less than QUIET after the one before, and the callback runs
-350-450 ms after the last change. A stream of changes that never pauses
-still gets a callback every MAX_DELAY.
+one step (50 ms), so a batch reaches the loop at least one step after its
+last change (50-100 ms). The callback is due QUIET - STEP after the last
+arrival: at least QUIET after the last change, and a change that comes less
+than QUIET after the one before merges into the same callback. A burst
+merges into one callback however long it lasts (README "The development
+loop").
 
 Idle cost: watchfiles' Rust loop wakes every step to look at its change set,
 so the thread calls it only while something is happening and otherwise
@@ -40,7 +41,6 @@ QUIET = 0.3  # seconds without a change before the callback
 STEP_MS = 50  # watchfiles: a batch is complete after this long without a new change
 DEBOUNCE_MS = 1000  # watchfiles: a batch is handed over after this long whatever happens
 SETTLE_MS = 150  # after the gate opened: how long watchfiles may find nothing
-MAX_DELAY = 2.0  # changes that never pause still call back this often
 JOIN_TIMEOUT = 2.0
 _ADDED = 1  # watchfiles.Change.added
 
@@ -67,7 +67,6 @@ class Watcher:
         self.on_error = on_error
         self.on_ready = on_ready
         self._pending = Changes()
-        self._first_arrival: float | None = None
         self._timer: Timer | None = None
         self._buf = b""
         self._read_fd = -1
@@ -125,13 +124,9 @@ class Watcher:
         if "changes" in msg:
             changes = Changes.from_wire(msg["changes"])
             self._pending = self._pending.merged(changes)
-            now = self.loop.time()
-            if self._first_arrival is None:
-                self._first_arrival = now
-            deadline = min(now + QUIET + STEP_MS / 1000, self._first_arrival + MAX_DELAY)
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = self.loop.call_at(deadline, self._fire)
+            self._timer = self.loop.call_later(QUIET - STEP_MS / 1000, self._fire)
         elif "ready" in msg:
             if self.on_ready is not None:
                 self.on_ready(int(msg["ready"]))
@@ -140,7 +135,6 @@ class Watcher:
 
     def _fire(self) -> None:
         changes, self._pending = self._pending, Changes()
-        self._first_arrival = None
         self._timer = None
         if changes:
             self.on_change(changes)
