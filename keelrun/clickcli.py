@@ -33,7 +33,8 @@ def _options(command: str) -> Callable[[F], F]:
         for opt in reversed(OPTIONS):
             if command in opt.commands:
                 f = _click_option(opt)(f)
-        return f
+        # --version on every command, as --help is (README "Commands").
+        return click.version_option(__version__, "--version", prog_name="keelrun")(f)
 
     return decorate
 

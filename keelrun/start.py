@@ -184,7 +184,9 @@ def _supervise(
         # 5. Spawn (the release phase first if asked), then run until stopped.
         if run_release:
             if counts is None:
-                sup.start_release(then=lambda: sup.shutdown.request(0, reason="release done"))
+                sup.start_release(
+                    then=lambda: sup.shutdown.request(0, reason="release done"), alone=True
+                )
             else:
                 sup.start_release(then=lambda: sup.start(counts))
         else:

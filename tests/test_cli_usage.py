@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from conftest import run_keelrun
 
+from keelrun.config.options import CLIENT_COMMANDS, INPUT_COMMANDS
+
 USAGE_ERRORS = [
     (["bogus"], "keelrun: No such command 'bogus'."),
     (["--bogus"], "keelrun: No such option '--bogus'."),
@@ -55,3 +57,23 @@ def test_help_and_version_exit_0(tmp_path: Path) -> None:
         r = run_keelrun(*args, cwd=tmp_path)
         assert (r.returncode, r.stderr) == (0, ""), args
         assert r.stdout
+
+
+COMMANDS = (*INPUT_COMMANDS, *CLIENT_COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_every_command_has_help_and_version(tmp_path: Path, command: str) -> None:
+    """In an empty directory: the flags answer before any input is read."""
+    from keelrun import __version__
+
+    r = run_keelrun(command, "--version", cwd=tmp_path)
+    assert (r.returncode, r.stdout, r.stderr) == (0, f"keelrun, version {__version__}\n", "")
+    r = run_keelrun(command, "--help", cwd=tmp_path)
+    assert (r.returncode, r.stderr) == (0, "")
+    assert r.stdout.startswith(f"Usage: keelrun {command} ")
+
+
+def test_after_run_s_command_version_is_the_command_s(tmp_path: Path) -> None:
+    r = run_keelrun("run", "--", "sh", "-c", 'echo "$0"', "--version", cwd=tmp_path)
+    assert (r.returncode, r.stdout) == (0, "--version\n")

@@ -139,20 +139,44 @@ def test_procfile_gone_before_reload_changes_nothing(runner: Runner) -> None:
     assert {n: r["pid"] for n, r in k.ps().items()} == {n: r["pid"] for n, r in before.items()}
 
 
-def test_changed_type_settings_restart_only_that_type(runner: Runner) -> None:
+def test_settings_apply_in_place_unless_they_reach_the_process(runner: Runner) -> None:
+    """Only a change of command or environment restarts (notify adds NOTIFY_SOCKET)."""
     app = runner.app(PROCFILE)
     (app / "keelrun.toml").write_text("[processes.worker]\ngrace = 3\n")
     k = runner.start(app)
     k.wait_ready("web.1", "worker.1")
     before = k.ps()
-    (app / "keelrun.toml").write_text("[processes.worker]\ngrace = 2\n")
+    (app / "keelrun.toml").write_text('[processes.worker]\ngrace = 2\nstop_signal = "INT"\n')
     mark = k.mark()
     r = k.client("reload")
-    assert r.returncode == 0, r.stderr
+    assert (r.returncode, r.stdout) == (0, "reloaded: nothing changed\n"), r.stderr
+    k.wait_for_line(r"keelrun\s+\| reloaded: nothing changed$", 10, mark)
+    assert {n: p["pid"] for n, p in k.ps().items()} == {n: p["pid"] for n, p in before.items()}
+
+    (app / "keelrun.toml").write_text('[processes.worker]\nready = "notify"\n')
+    mark = k.mark()
+    r = k.client("reload")
+    assert (r.returncode, r.stdout) == (0, "reloaded (restarted: worker)\n"), r.stderr
     _restarted(k, "worker.1", mark)
     after = k.ps()
     assert after["web.1"]["pid"] == before["web.1"]["pid"]
-    assert after["worker.1"]["pid"] != before["worker.1"]["pid"]
+    assert "NOTIFY_SOCKET" in proc_environ(after["worker.1"]["pid"])
+
+
+def test_a_changed_count_scales_the_type(runner: Runner) -> None:
+    app = runner.app(PROCFILE)
+    k = runner.start(app)
+    k.wait_ready("web.1", "worker.1")
+    before = k.ps()
+    (app / "keelrun.toml").write_text("[processes.worker]\ncount = 3\n")
+    mark = k.mark()
+    r = k.client("reload")
+    assert (r.returncode, r.stdout) == (0, "reloaded (scaled: worker=3)\n"), r.stderr
+    k.wait_ready("worker.2", "worker.3")
+    k.wait_for_line(r"keelrun\s+\| reloaded: scaled worker to 3$", 10, mark)
+    after = k.ps()
+    assert sorted(after) == ["web.1", "worker.1", "worker.2", "worker.3"]
+    assert after["worker.1"]["pid"] == before["worker.1"]["pid"]
 
 
 def test_reload_keeps_a_scaled_count(runner: Runner) -> None:

@@ -67,6 +67,19 @@ def test_release_command_runs_release_alone(tmp_path: Path, keelrun) -> None:
     bad = keelrun.start("release", cwd=failing)
     assert bad.wait_exit() == 5
     assert not any("web-ran" in line for line in bad.text_lines())
+    # Alone, there is no formation to hold back: the event does not speak of one.
+    assert any(line.endswith("| release phase exited with status 5") for line in bad.text_lines())
+
+
+def test_release_named_as_a_type_to_start_says_how_to_run_it(tmp_path: Path, keelrun) -> None:
+    app = make_app(tmp_path, PROCFILE)
+    run = keelrun.start("start", "release", cwd=app)
+    assert run.wait_exit() == 2
+    assert run.stderr == (
+        'keelrun: TYPE: "release" is the release phase, not part of the formation: '
+        "run it with `keelrun start --release` or `keelrun release`\n"
+    )
+    assert run.lines == []
 
 
 def test_release_flag_without_release_type_is_an_input_error(tmp_path: Path, keelrun) -> None:

@@ -210,13 +210,28 @@ def test_stopped_instances_keep_keelrun_running(make) -> None:
     assert h.state("web.1") == "running"
 
 
+def test_a_requested_restart_says_so_before_the_stop(make) -> None:
+    h = make("web: app\n")
+    h.start()
+    h.commands.restart({"names": ["web"]})
+    h.obey()
+    events = h.events()
+    said = events.index("restarting web.1 (requested)")
+    assert events[said + 1].startswith("web.1 (pid ") and "started web.1" in events[said + 2]
+
+
 def test_reload_restarts_only_what_changed(make, tmp_path: Path) -> None:
     h = make("web: app\nworker: job\nclock: tick\n")
     h.start()
     root = Path(h.overrides.app_root)
     (root / "Procfile").write_text("web: app --new\nworker: job\nbeat: b\n")
     reply = h.commands.reload({})
-    assert reply["result"] == {"restarted": ["web"], "added": ["beat"], "removed": ["clock"]}
+    assert reply["result"] == {
+        "restarted": ["web"],
+        "added": ["beat"],
+        "removed": ["clock"],
+        "scaled": {},
+    }
     assert h.state("web.1") == "stopping" and h.state("worker.1") == "running"
     assert h.state("clock.1") == "stopping" and h.state("beat.1") == "running"
     h.obey()
@@ -239,10 +254,33 @@ def test_settings_diff_is_pure(make) -> None:
     a = make("web: app\nworker: job\n").settings
     b = make("web: app\nworker: job\n", formation="worker=4").settings
     c = make("web: app\nworker: job2\n").settings
-    assert diff_settings(a, b).summary() == "nothing changed"  # a count alone restarts nothing
+    assert diff_settings(a, b).summary() == "scaled worker to 4"  # a count alone restarts nothing
     assert diff_settings(a, c).restarted == ["worker"]
     env_changed = a._replace(env={"X": "1"})
     assert diff_settings(a, env_changed).restarted == ["web", "worker"]
+
+
+@pytest.mark.parametrize(
+    ("toml", "restarted"),
+    [
+        ("grace = 9", []),
+        ('stop_signal = "INT"', []),
+        ('restart = "never"', []),
+        ('ready = "log:up"\nhealth = "port"', []),
+        ("success_codes = [0, 3]", []),
+        ('watch = ["*.py"]', []),
+        ('ready = "notify"', ["worker"]),  # NOTIFY_SOCKET
+        ("watchdog = 5", ["worker"]),  # WATCHDOG_USEC
+        ("tty = true", ["worker"]),
+    ],
+)
+def test_a_reload_restarts_what_reaches_the_process(make, toml: str, restarted: list[str]) -> None:
+    a = make("web: app\nworker: job\n").settings
+    b = make("web: app\nworker: job\n", pyproject=f"[tool.keelrun.processes.worker]\n{toml}\n")
+    b = b.settings
+    assert diff_settings(a, b).restarted == restarted
+    moved = make("web: app\nworker: job\n", port="6000").settings
+    assert diff_settings(a, moved).restarted == ["web", "worker"]  # PORT changes
 
 
 def test_usr1_reaches_every_group_through_the_commands(make) -> None:

@@ -415,7 +415,11 @@ class _Loader:
     def check_only_types(self, names: list[str]) -> None:
         known = [n for n in names if n != RELEASE_TYPE]
         for name in self.o.only_types:
-            if name not in known and names:
+            if name == RELEASE_TYPE and name in names:
+                why = "is the release phase, not part of the formation"
+                run_it = "run it with `keelrun start --release` or `keelrun release`"
+                self.errors.append(InputError("TYPE", f'"{name}" {why}: {run_it}'))
+            elif name not in known and names:
                 self.errors.append(InputError("TYPE", _unknown_type(name, names)))
 
 

@@ -282,7 +282,11 @@ def signal_command(app_root: str | None, sock: str | None, sig: str, names: list
 
 def reload_command(app_root: str | None, sock: str | None) -> int:
     result = Client(app_root, sock).call("reload", {})
-    parts = [f"{k}: {', '.join(v)}" for k, v in result.items() if v]
+    parts = []
+    for key, value in result.items():
+        if value:  # names, or {type: count} for "scaled"
+            items = [f"{n}={c}" for n, c in value.items()] if isinstance(value, dict) else value
+            parts.append(f"{key}: {', '.join(items)}")
     _say("reloaded" + (" (" + "; ".join(parts) + ")" if parts else ": nothing changed"))
     return 0
 

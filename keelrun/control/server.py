@@ -36,6 +36,11 @@ Reply = dict[str, Any]
 # it returns a reply, or None when it keeps the connection open (logs -f).
 Handler = Callable[[dict[str, Any], "Connection"], Reply | None]
 
+# What an oversized request may still send after its error reply, and for how
+# long, before its connection is closed anyway.
+DISCARD_BYTES = 16 * 1024 * 1024
+DISCARD_TIME = 5.0
+
 
 class Connection:
     def __init__(self, server: ControlServer, sock: socket.socket) -> None:
@@ -56,6 +61,10 @@ class Connection:
         self.busy = False  # a request was taken
         self.read_closed = False  # the peer shut down its sending side
         self.reading = True  # set_reading(False): back-pressure on what the client sends
+        # After the reply to an oversized request: the rest of it is read and thrown
+        # away (bounded), so that closing does not reset the reply away (RST).
+        self.discard = 0
+        self.write_shut = False
 
     # -- reading ----------------------------------------------------------
     def on_event(self, mask: int) -> None:
@@ -79,6 +88,11 @@ class Connection:
         except OSError:
             self.close()
             return
+        if self.discard:
+            self.discard -= len(data)
+            if not data or self.discard <= 0:
+                self.close()
+            return
         if not data:
             if self.busy and self.on_data is None:
                 # Half-closed after its request: the reply is still owed.
@@ -95,11 +109,11 @@ class Connection:
         nl = self.inbuf.find(b"\n")
         if nl < 0:
             if len(self.inbuf) > MAX_REQUEST:
-                self.fail(f"request longer than {MAX_REQUEST} bytes", "input")
+                self._too_long()
             return
         line, rest, self.inbuf = self.inbuf[:nl], self.inbuf[nl + 1 :], b""
         if len(line) > MAX_REQUEST:
-            self.fail(f"request longer than {MAX_REQUEST} bytes", "input")
+            self._too_long()
             return
         if self.idle is not None:
             self.idle.cancel()
@@ -109,6 +123,18 @@ class Connection:
         # Keystrokes that came in the same read as an attach request are the session's.
         if rest and self.on_data is not None and not self.closed:
             self.on_data(rest)
+
+    def _too_long(self) -> None:
+        """Reply, then read the rest of the request and throw it away until the
+        client's end of file (bounded in bytes and time), then close."""
+        self.inbuf = b""
+        self.discard = DISCARD_BYTES
+        if self.idle is not None:
+            self.idle.cancel()
+        self.idle = self.server.loop.call_later(DISCARD_TIME, self.close)
+        self.send(
+            {"ok": False, "error": f"request longer than {MAX_REQUEST} bytes", "kind": "input"}
+        )
 
     def _idle_timeout(self) -> None:
         self.idle = None
@@ -175,6 +201,11 @@ class Connection:
         if not self.out and self.closing:
             self.close()
             return
+        if not self.out and self.discard and not self.write_shut:
+            # The reply is out: say so (FIN), then keep reading until the client's EOF.
+            self.write_shut = True
+            with contextlib.suppress(OSError):
+                self.sock.shutdown(socket.SHUT_WR)
         reading = self.reading and not self.read_closed
         want = (selectors.EVENT_READ if reading else 0) | (selectors.EVENT_WRITE if self.out else 0)
         if want != self._events:

@@ -21,6 +21,7 @@ from keelrun.errors import InputError, RequestError
 from keelrun.logformat import SYSTEM_NAME
 from keelrun.settings import MAX_COUNT
 from keelrun.supervisor.instance import Instance
+from keelrun.supervisor.lifecycle import State
 
 if TYPE_CHECKING:
     from keelrun.config import Overrides
@@ -249,6 +250,9 @@ class Commands:
         targets = self.resolve(names) if names else list(self.sup.instances.values())
         self._not_stopping()
         for inst in targets:
+            if inst.state is not State.HELD:  # one waiting for its dependencies keeps waiting
+                text = f"restarting {inst.name} (requested)"
+                self.sup.events.info("process_restarting", text, target=inst.name, delay_s=0)
             self.sup.restart_instance(inst)
         return {"ok": True, "result": {"restarting": [i.name for i in targets]}}
 

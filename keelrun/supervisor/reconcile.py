@@ -1,8 +1,12 @@
 """What a reload changes: a pure comparison of the old and the new settings.
 
-A type is restarted when its command, its environment (any .env change
-restarts every type) or any of its settings but the count, -q and watch
-changed; a count change alone keeps the running instances (README "Commands": `keelrun reload`).
+A type is restarted only when what reaches its processes changed: its
+command or its environment (any .env change restarts every type; so does a
+new base port, which changes PORT, and turning notify or a watchdog on or off,
+which changes NOTIFY_SOCKET and WATCHDOG_USEC), or its terminal (`tty`).
+Other settings (grace, stop signal, restart policy, checks, ...) apply in
+place, from the next stop or start. A type whose configured count changed is
+scaled to it (README "Commands": `keelrun reload`).
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ class SettingsDiff(NamedTuple):
     restarted: list[str]  # types present before and after whose instances must restart
     added: list[str]  # new types, in Procfile order
     removed: list[str]  # types gone from the Procfile
+    scaled: dict[str, int]  # types whose configured count changed: the new count
 
     def summary(self) -> str:
         parts = [
@@ -24,6 +29,7 @@ class SettingsDiff(NamedTuple):
                 ("restarted", self.restarted),
                 ("added", self.added),
                 ("removed", self.removed),
+                ("scaled", [f"{n} to {c}" for n, c in self.scaled.items()]),
             )
             if names
         ]
@@ -34,18 +40,23 @@ def diff_settings(old: Settings, new: Settings) -> SettingsDiff:
     env_changed = old.env != new.env
     old_types = {t.name: t for t in old.types}
     new_types = {t.name: t for t in new.types}
+    kept = [name for name in old_types if name in new_types]
     restarted = [
         name
-        for name, t in old_types.items()
-        if name in new_types
-        and (env_changed or _without_count(t) != _without_count(new_types[name]))
+        for name in kept
+        if env_changed
+        or _reaches_the_process(old_types[name]) != _reaches_the_process(new_types[name])
     ]
+    scaled = {
+        name: new_types[name].count
+        for name in kept
+        if old_types[name].count != new_types[name].count
+    }
     added = [name for name in new_types if name not in old_types]
     removed = [name for name in old_types if name not in new_types]
-    return SettingsDiff(restarted, added, removed)
+    return SettingsDiff(restarted, added, removed, scaled)
 
 
-def _without_count(ptype: ProcessTypeSettings) -> ProcessTypeSettings:
-    # What does not reach the process does not restart it: its count, whether
-    # its lines are printed, which files it watches.
-    return ptype._replace(count=0, quiet=False, watch=())
+def _reaches_the_process(t: ProcessTypeSettings) -> tuple[object, ...]:
+    plan = t.plan
+    return (t.command, t.base_port, t.tty, plan.uses_notify, plan.watchdog)

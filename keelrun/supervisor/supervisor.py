@@ -51,6 +51,7 @@ class Supervisor:
         self._ended = 0
         self.release: Instance | None = None
         self._after_release: Callable[[], None] | None = None
+        self._release_alone = False
         self._names_changed()
 
     # ------------------------------------------------------------------ start
@@ -74,13 +75,16 @@ class Supervisor:
                 self.events.info("process_held", f"{inst.name} waits for {deps}", target=inst.name)
         self.checks.settled()
 
-    def start_release(self, then: Callable[[], None]) -> None:
-        """Run the release type once, to completion; call ``then`` only if it succeeded."""
+    def start_release(self, then: Callable[[], None], alone: bool = False) -> None:
+        """Run the release type once, to completion; call ``then`` only if it succeeded.
+
+        ``alone``: `keelrun release`, with no formation to hold back."""
         ptype = self.settings.release
         assert ptype is not None
         inst = Instance(ptype, 1)
         self.release = inst
         self._after_release = then
+        self._release_alone = alone
         self.instances[inst.name] = inst
         self._names_changed()
         self._spawn(inst)
@@ -92,10 +96,9 @@ class Supervisor:
         if self.shutdown.active:
             return
         if code != 0:
+            after = "" if self._release_alone else ": not starting the formation"
             self.events.error(
-                "release_failed",
-                f"release phase {describe_exit(status)}: not starting the formation",
-                status=code,
+                "release_failed", f"release phase {describe_exit(status)}{after}", status=code
             )
             self.shutdown.request(code, reason="release failed")
             return
@@ -396,8 +399,9 @@ class Supervisor:
             self.restart_instance(inst)
         return targets
 
-    def apply_settings(self, new: Settings, only_types: tuple[str, ...]) -> dict[str, list[str]]:
-        """Reload: restart only the types whose command, environment or settings changed."""
+    def apply_settings(self, new: Settings, only_types: tuple[str, ...]) -> dict[str, object]:
+        """Reload: restart the types whose command or environment changed, apply the
+        rest in place, scale the types whose configured count changed (reconcile.py)."""
         from keelrun.supervisor.reconcile import diff_settings  # reloads only
 
         diff = diff_settings(self.settings, new)
@@ -413,11 +417,17 @@ class Supervisor:
             restart = name in diff.restarted and inst.intent is not Intent.REMOVE
             if restart and inst.pid is not None:
                 self.stop_process(inst, Intent.RESTART)
-        added = [n for n in diff.added if not only_types or n in only_types]
-        for name in added:
+        chosen = [n for n in new_types if not only_types or n in only_types]
+        diff = diff._replace(
+            added=[n for n in diff.added if n in chosen],
+            scaled={n: c for n, c in diff.scaled.items() if n in chosen},
+        )
+        for name in diff.added:
             self.scale_type(name, new_types[name].count)
+        for name, count in diff.scaled.items():
+            self.scale_type(name, count)
         self._names_changed()
-        summary = {"restarted": diff.restarted, "added": added, "removed": diff.removed}
+        summary = diff._asdict()
         self.events.info("reloaded", f"reloaded: {diff.summary()}", **summary)
         return summary
 
