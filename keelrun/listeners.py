@@ -2,9 +2,10 @@
 
 Two readers share this module: `keelrun check` and `start` warn about ports of
 the formation that another program already listens on (``taken_by_others``),
-and ``ready = "port"`` counts a port only when a process of the instance's
-tree holds the listening socket, so that a port someone else took keeps the
-instance starting (``check_port``).
+and ``ready = "port"`` counts a port when a process of the instance's tree
+holds the listening socket, or when the listener appeared after the instance
+started (a proxy it asked for, such as `docker run -p`), so that a port
+someone else held before keeps the instance starting (``check_port``).
 
 The listening sockets come from a sock_diag netlink dump of the LISTEN state
 (about 70 us for both families): no connection is made, so the other program
@@ -286,6 +287,7 @@ class Owner(enum.Enum):
     TREE = "tree"  # a process of the tree holds a listening socket on the port
     NOBODY = "nobody"  # nothing listens there
     OTHER = "other"  # something listens, but not a process of the tree
+    LATER = "later"  # not the tree's, but it began listening after the instance started
     UNKNOWN = "unknown"  # the kernel cannot be asked (not Linux)
 
 
@@ -296,6 +298,8 @@ class PortCheck(NamedTuple):
     def describe(self, port: int) -> str:
         if self.owner is Owner.TREE:
             return f"port {port} is listening (pid {self.pid})"
+        if self.owner is Owner.LATER:
+            return f"port {port} is listening (opened after this instance started)"
         if self.owner is Owner.OTHER:
             return f"port {port} is held by a process that is not this instance's"
         if self.owner is Owner.NOBODY:
@@ -303,8 +307,21 @@ class PortCheck(NamedTuple):
         return f"cannot tell who listens on port {port}"
 
 
-def check_port(port: int, root: int) -> PortCheck:
-    """Does the process tree under ``root`` listen where 127.0.0.1:port reaches?"""
+def loopback_listeners(port: int) -> frozenset[int] | None:
+    """The inodes of the sockets 127.0.0.1:port reaches now; None where the system
+    cannot say. Taken when an instance starts, for ``check_port``'s ``before``."""
+    found = table((port,))
+    if found is None:
+        return None
+    return frozenset(x.inode for x in found if x.reached_by_loopback)
+
+
+def check_port(port: int, root: int, before: frozenset[int] | None = None) -> PortCheck:
+    """Does the process tree under ``root`` listen where 127.0.0.1:port reaches?
+
+    ``before``: the listeners at the instance's start (``loopback_listeners``); one
+    that is not among them and not the tree's counts as ``LATER``.
+    """
     found = table((port,))
     if found is None:
         return PortCheck(Owner.UNKNOWN)
@@ -326,4 +343,6 @@ def check_port(port: int, root: int) -> PortCheck:
                 continue
     if hidden_uids & {x.uid for x in found}:
         return PortCheck(Owner.TREE, None)
+    if before is not None and any(x.inode not in before for x in found):
+        return PortCheck(Owner.LATER)
     return PortCheck(Owner.OTHER)

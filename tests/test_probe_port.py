@@ -11,7 +11,14 @@ from support.loopkit import Kit
 from support.ports import free_port
 
 from keelrun import listeners
-from keelrun.listeners import Listener, Owner, check_port, parse_table, tree
+from keelrun.listeners import (
+    Listener,
+    Owner,
+    check_port,
+    loopback_listeners,
+    parse_table,
+    tree,
+)
 from keelrun.supervisor.probeapi import ChildRoutes, ProbeResult
 from keelrun.supervisor.probes import PortProbe, ProbeTarget
 
@@ -24,9 +31,9 @@ def sleeper(kit: Kit):  # an instance that listens on nothing
     )
 
 
-def probe(kit: Kit, pid: int, port: int) -> ProbeResult:
+def probe(kit: Kit, pid: int, port: int, before: frozenset[int] | None = None) -> ProbeResult:
     results: list[ProbeResult] = []
-    target = ProbeTarget(kit.loop, pid, port, "/", {}, 2.0, ChildRoutes())
+    target = ProbeTarget(kit.loop, pid, port, "/", {}, 2.0, ChildRoutes(), before)
     PortProbe(target).start(results.append)
     assert not results
     kit.run_until(lambda: results, 5, "the port probe's result")
@@ -64,6 +71,33 @@ def test_a_port_held_by_another_process_is_not_ready(kit: Kit) -> None:
     result = probe(kit, inst.pid, port)
     assert result == ProbeResult(
         False, f"port {port} is held by a process that is not this instance's"
+    )
+
+
+def test_a_port_held_before_the_instance_started_is_not_its(kit: Kit) -> None:
+    port = free_port()
+    listening(kit, port)  # someone else's server, there first
+    inst = sleeper(kit)
+    before = loopback_listeners(port)
+    assert before
+    kit.run_until(lambda: inst.saw("up"), 10, "the instance up")
+    result = probe(kit, inst.pid, port, before)
+    assert result == ProbeResult(
+        False, f"port {port} is held by a process that is not this instance's"
+    )
+
+
+def test_a_listener_outside_the_tree_that_came_after_the_start_counts(kit: Kit) -> None:
+    """A proxy the instance asked for (`docker run -p PORT:80`) is not its child."""
+    port = free_port()
+    inst = sleeper(kit)
+    before = loopback_listeners(port)
+    assert before == frozenset()
+    kit.run_until(lambda: inst.saw("up"), 10, "the instance up")
+    assert not probe(kit, inst.pid, port, before).ok  # nothing yet
+    listening(kit, port)  # not of the instance's tree
+    assert probe(kit, inst.pid, port, before) == ProbeResult(
+        True, f"port {port} is listening (opened after this instance started)"
     )
 
 

@@ -85,6 +85,22 @@ def test_exit_code_from_by_variable_and_config(tmp_path: Path, keelrun) -> None:
     assert run.wait_exit(20) == 5, "the variable wins over the config file"
 
 
+def test_a_runner_whose_dependency_is_gone_fails_instead_of_waiting(
+    tmp_path: Path, keelrun
+) -> None:
+    app = make_app(
+        tmp_path,
+        "web: echo web gave up early\ne2e: echo tests ran\n",
+        keelrun_toml='[processes.web]\nready = "port"\n[processes.e2e]\ndepends_on = ["web"]\n',
+    )
+    run = keelrun.start("start", "--log-format", "json", "--exit-code-from", "e2e", cwd=app)
+    assert run.wait_exit(20) == 1
+    [failed] = run.events("process_failed")
+    assert failed["target"] == "e2e.1" and failed["level"] == "error"
+    assert failed["msg"] == "e2e.1 cannot start: web.1, which it waits for, has ended"
+    assert not [r for r in run.records() if r["proc"] == "e2e.1"]
+
+
 def test_abort_on_exit_stops_everything_with_the_first_status(tmp_path: Path, keelrun) -> None:
     app = make_app(
         tmp_path,

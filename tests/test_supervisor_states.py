@@ -321,3 +321,29 @@ def test_scale_of_an_unknown_type_suggests_the_closest(make) -> None:
     h.start()
     with pytest.raises(RequestError, match=r'no process type "wroker".*did you mean "worker"'):
         h.commands.scale({"changes": ["wroker=2"]})
+
+
+DEPENDS = (
+    '[tool.keelrun.processes.web]\nready = "port"\n'
+    '[tool.keelrun.processes.e2e]\ndepends_on = ["web"]\n'
+)
+
+
+def test_a_dependency_that_ends_for_good_fails_its_waiting_dependents(make) -> None:
+    """Without this, `--exit-code-from e2e` would wait for ever for a web that is gone."""
+    h = make("web: app\ne2e: tests\n", pyproject=DEPENDS, exit_code_from="e2e")
+    h.start()
+    assert h.state("e2e.1") == "starting"  # held for web
+    h.end("web.1", exited(0))  # exits before it is ready; on-failure does not restart it
+    assert h.state("web.1") == "exited" and h.state("e2e.1") == "failed"
+    assert "e2e.1 cannot start: web.1, which it waits for, has ended" in h.events()
+    assert h.sup.shutdown.active and h.sup.shutdown.status == 1
+    assert [s.command for s in h.kernel.spawned] == ["app"]  # the tests never ran
+
+
+def test_a_dependency_that_gives_up_keeps_its_own_status(make) -> None:
+    h = make("web: app\ne2e: tests\n", pyproject=DEPENDS, max_restarts="0")
+    h.start()
+    h.end("web.1", exited(3))
+    assert h.state("web.1") == "failed" and h.state("e2e.1") == "stopped"
+    assert h.sup.shutdown.status == 3

@@ -81,6 +81,11 @@ class Checks:
 
         assert inst.pid is not None
         plan = ptype.plan
+        before = None
+        if any(c is not None and c.kind == "port" for c in (ready, ptype.health)):
+            from keelrun.listeners import loopback_listeners
+
+            before = loopback_listeners(inst.port)
         target = ProbeTarget(
             self.sup.loop,
             inst.pid,
@@ -89,6 +94,7 @@ class Checks:
             env,
             plan.probe_timeout,
             self.routes,
+            before,
         )
         health = InstanceHealth(
             plan, target, _Listener(self, inst), self.probe_factory or make_probe

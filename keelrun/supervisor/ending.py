@@ -58,8 +58,28 @@ def ended_by_itself(sup: Supervisor, inst: Instance, uptime: float, checked: boo
         inst.timer = sup.loop.call_later(delay, lambda: sup.restart_after_backoff(inst))
         return
     inst.state = State.EXITED
-    apply_exit_policy(sup, inst)
+    stranded = strand_dependents(sup, inst)
+    # A dependent that can never start is a failure, whatever the dependency's status.
+    apply_exit_policy(sup, stranded[0] if stranded else inst)
     sup.checks.settled()
+
+
+def strand_dependents(sup: Supervisor, ended: Instance) -> list[Instance]:
+    """``ended`` will not run again: the instances held for its type
+    can never start, so they fail (without this a CI run would wait for ever)."""
+    name = ended.ptype.name
+    stranded = [
+        i for i in sup.instances.values() if i.state is State.HELD and name in i.ptype.depends_on
+    ]
+    for inst in stranded:
+        inst.state = State.FAILED
+        sup.events.error(
+            "process_failed",
+            f"{inst.name} cannot start: {ended.name}, which it waits for, has ended",
+            target=inst.name,
+            status=None,
+        )
+    return stranded
 
 
 def policy_of(sup: Supervisor) -> ExitPolicy:

@@ -1,8 +1,9 @@
 """The probes readiness and liveness share: port, http and exec (one interface, probeapi.py).
 
 - port: a socket listening on 127.0.0.1:PORT (or the wildcard address) that
-  belongs to the instance's process tree (keelrun/listeners.py); a port someone else
-  holds fails. Where /proc cannot tell (not Linux), a connect decides.
+  belongs to the instance's process tree, or that appeared after the instance
+  started (keelrun/listeners.py); a port someone else held before fails. Where
+  /proc cannot tell (not Linux), a connect decides.
 - http: GET http://127.0.0.1:PORT/PATH, 2xx or 3xx within the timeout (httpprobe.py).
 - exec: ``/bin/sh -c COMMAND`` in the app root with the instance's environment,
   in a session and process group of its own; exit 0 within the timeout. A probe
@@ -46,6 +47,8 @@ class ProbeTarget:
     env: Mapping[str, str]
     timeout: float  # probe_timeout: the bound of one try
     children: ChildRoutes  # where the reaper routes exec probes' exits
+    # The port's listeners when the instance started (a port check's; None: unknown).
+    listeners_before: frozenset[int] | None = None
 
 
 class PortProbe:
@@ -75,13 +78,13 @@ class PortProbe:
     def _check(self) -> None:
         self._timer = None
         port = self.target.port
-        found = check_port(port, self.target.pid)
+        found = check_port(port, self.target.pid, self.target.listeners_before)
         if found.owner is Owner.UNKNOWN:
             if self._fallback is None:
                 self._fallback = HttpProbe(self.target.loop, port, None, self.target.timeout)
             self._fallback.start(self._done)
             return
-        self._done(ProbeResult(found.owner is Owner.TREE, found.describe(port)))
+        self._done(ProbeResult(found.owner in (Owner.TREE, Owner.LATER), found.describe(port)))
 
     def _done(self, result: ProbeResult) -> None:
         cb, self._cb = self._cb, None
