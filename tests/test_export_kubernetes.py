@@ -357,3 +357,18 @@ def test_include_env_never_takes_values_from_the_exporting_shell(tmp_path: Path)
     # Without --include-env no value is written, and nothing to warn about.
     r = run_keelrun("export", "kubernetes", str(tmp_path / "bare"), cwd=root, env=env)
     assert (r.returncode, r.stderr) == (0, "")
+
+
+def test_a_command_that_names_port_gets_its_container_port(tmp_path: Path) -> None:
+    root = make_app(
+        tmp_path / "shop",
+        "web: gunicorn app --bind 0.0.0.0:$PORT\n"
+        "files: python3 -m http.server ${PORT:-8000}\n"
+        "worker: python3 worker.py --ports $PORTS\n",
+    )
+    docs = export(root)
+    files = docs["shop-files-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    assert files["ports"] == [{"name": "http", "containerPort": 5100, "protocol": "TCP"}]
+    assert "shop-files-service.yaml" in docs
+    worker = docs["shop-worker-deployment.yaml"]["spec"]["template"]["spec"]["containers"][0]
+    assert "ports" not in worker and "shop-worker-service.yaml" not in docs

@@ -14,6 +14,7 @@ Deployments roll (docs/deploying.md says how).
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from keelrun.errors import InputError
@@ -30,9 +31,14 @@ KUBELET_MARGIN = 5
 MANAGED_BY = {"app.kubernetes.io/managed-by": "keelrun"}
 
 
+# A command that names $PORT or ${PORT} (${PORT:-5000} too) listens on it.
+_NAMES_PORT = re.compile(r"\$(?:PORT\b|\{PORT[}:\-=?+])")
+
+
 def exposes_port(t: ProcessTypeSettings) -> bool:
-    """web types serve HTTP (Heroku's convention); a port or http check listens too."""
-    return t.name == "web" or t.plan.uses_port
+    """web types serve HTTP (Heroku's convention); a command that names $PORT, and
+    a port or http check, listen too."""
+    return t.name == "web" or t.plan.uses_port or _NAMES_PORT.search(t.command) is not None
 
 
 def config_map(plan: ExportPlan, app: str) -> dict[str, Any]:
