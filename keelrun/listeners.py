@@ -307,13 +307,18 @@ class PortCheck(NamedTuple):
         return f"cannot tell who listens on port {port}"
 
 
-def loopback_listeners(port: int) -> frozenset[int] | None:
-    """The inodes of the sockets 127.0.0.1:port reaches now; None where the system
-    cannot say. Taken when an instance starts, for ``check_port``'s ``before``."""
-    found = table((port,))
+def loopback_listeners(ports: Collection[int]) -> dict[int, frozenset[int]] | None:
+    """port -> the inodes of the sockets 127.0.0.1:port reaches now, in one dump;
+    None where the system cannot say. Taken when instances start, for
+    ``check_port``'s ``before``."""
+    found = table(ports)
     if found is None:
         return None
-    return frozenset(x.inode for x in found if x.reached_by_loopback)
+    inodes: dict[int, set[int]] = {port: set() for port in ports}
+    for x in found:
+        if x.reached_by_loopback and x.port in inodes:
+            inodes[x.port].add(x.inode)
+    return {port: frozenset(held) for port, held in inodes.items()}
 
 
 def check_port(port: int, root: int, before: frozenset[int] | None = None) -> PortCheck:

@@ -141,7 +141,8 @@ def test_procfile_gone_before_reload_changes_nothing(runner: Runner) -> None:
 
 def test_settings_apply_in_place_unless_they_reach_the_process(runner: Runner) -> None:
     """Only a change of command or environment restarts (notify adds NOTIFY_SOCKET)."""
-    app = runner.app(PROCFILE)
+    heeds_int = "trap 'echo \"$PS got INT\"; exit 0' INT; " + TRAPPING
+    app = runner.app(f"web: {TRAPPING}\nworker: {heeds_int}\n")
     (app / "keelrun.toml").write_text("[processes.worker]\ngrace = 3\n")
     k = runner.start(app)
     k.wait_ready("web.1", "worker.1")
@@ -152,6 +153,13 @@ def test_settings_apply_in_place_unless_they_reach_the_process(runner: Runner) -
     assert (r.returncode, r.stdout) == (0, "reloaded: nothing changed\n"), r.stderr
     k.wait_for_line(r"keelrun\s+\| reloaded: nothing changed$", 10, mark)
     assert {n: p["pid"] for n, p in k.ps().items()} == {n: p["pid"] for n, p in before.items()}
+    # In place: the running instance is stopped with the new signal.
+    assert k.client("stop", "worker.1").returncode == 0
+    k.wait_for_line(r"worker\.1\s+\| worker\.1 got INT$", 10, mark)
+    mark = k.mark()
+    assert k.client("restart", "worker.1").returncode == 0
+    k.wait_for_line(r"worker\.1\s+\| worker\.1 up ", 10, mark)
+    before = k.ps()
 
     (app / "keelrun.toml").write_text('[processes.worker]\nready = "notify"\n')
     mark = k.mark()

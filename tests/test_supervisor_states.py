@@ -347,3 +347,45 @@ def test_a_dependency_that_gives_up_keeps_its_own_status(make) -> None:
     h.end("web.1", exited(3))
     assert h.state("web.1") == "failed" and h.state("e2e.1") == "stopped"
     assert h.sup.shutdown.status == 3
+
+
+def test_stranding_leaves_abort_on_exit_its_own_status(make) -> None:
+    h = make("web: app\ne2e: tests\n", pyproject=DEPENDS, abort_on_exit="true")
+    h.start()
+    h.end("web.1", exited(0))
+    assert h.sup.shutdown.status == 0  # web's status: the first instance that ended
+    assert h.state("e2e.1") != "failed"
+
+
+def test_an_instance_made_after_its_dependency_ended_fails_at_once(make) -> None:
+    h = make("web: app\ne2e: tests\nworker: job\n", pyproject=DEPENDS, formation="e2e=0")
+    h.start()
+    h.end("web.1", exited(0))  # nothing waits for it yet: the others run on
+    assert not h.sup.shutdown.active and h.state("worker.1") == "running"
+    h.commands.scale({"changes": ["e2e=1"]})
+    assert h.state("e2e.1") == "failed"
+    assert "e2e.1 cannot start: web.1, which it waits for, has ended" in h.events()
+    assert h.sup.shutdown.status == 1
+
+
+def test_a_reload_that_adds_ready_judges_running_instances_by_their_start(make) -> None:
+    h = make("web: app\nworker: job\n")
+    h.start()
+    root = Path(h.overrides.app_root)
+    (root / "keelrun.toml").write_text(
+        '[processes.web]\nready = "port"\n[processes.worker]\ndepends_on = ["web"]\ncount = 2\n'
+    )
+    h.commands.reload({})
+    # web.1 was started without a ready check: running is ready enough for worker.2.
+    assert h.state("web.1") == "running" and h.state("worker.2") == "running"
+
+
+def test_a_reload_that_drops_a_dependency_releases_the_held(make) -> None:
+    h = make("web: app\nworker: job\n", pyproject=DEPENDS.replace("e2e", "worker"))
+    h.start()
+    assert h.state("worker.1") == "starting"  # held: web has a port check
+    (Path(h.overrides.app_root) / "pyproject.toml").write_text(
+        '[tool.keelrun.processes.web]\nready = "port"\n'
+    )
+    h.commands.reload({})
+    assert h.state("worker.1") == "running"

@@ -146,6 +146,27 @@ def test_changes_closer_than_the_quiet_period_merge(watch) -> None:
     h.no_batch(2 * QUIET + 0.5)
 
 
+@pytest.mark.parametrize("gap", [0.6, 0.9])
+def test_a_change_within_the_quiet_period_merges_with_the_loop_running(watch, gap: float) -> None:
+    """The second write comes while the loop already holds the first batch."""
+    h = watch({"web": ["**/*.py"]})
+    second: list[float] = []
+
+    def writes() -> None:
+        write(h.root / "a.py")
+        threading.Event().wait(gap * QUIET)  # the gap under test, not a wait for something
+        write(h.root / "b.py")
+        second.append(time.monotonic())
+
+    writer = threading.Thread(target=writes)
+    writer.start()
+    changes = h.next_batch(within=5)
+    writer.join(5)
+    assert dict(changes.types) == {"web": ("a.py", "b.py")}, h.batches
+    assert QUIET <= h.batches[0][0] - second[0] < QUIET + 1.0
+    h.no_batch(2 * QUIET + 0.5)
+
+
 def test_a_long_burst_is_one_batch_after_its_last_change(watch) -> None:
     """Longer than watchfiles' own 1 s hand-over, with the loop running all along:
     still one batch, QUIET after the last change."""

@@ -38,6 +38,13 @@ class Checks:
         self._no_receiver = False
         self.service: ServiceNotifier | None = None  # keelrun's own sd_notify (systemd)
         self.probe_factory: Any = None  # None: the real probes (tests put fakes here)
+        # The ports' listeners before a batch of spawns, read in one dump (prefetch).
+        self.batch_listeners: dict[int, frozenset[int]] | None = None
+
+    def prefetch(self, insts: list[Instance]) -> None:
+        """A batch is about to spawn: one listener dump for all its port checks."""
+        checked = [i for i in insts if _port_checked(i)]
+        self.batch_listeners = _listeners(checked) if len(checked) > 1 else None
 
     # -- spawning ---------------------------------------------------------
     def env(self, inst: Instance, env: dict[str, str]) -> dict[str, str]:
@@ -73,6 +80,7 @@ class Checks:
         ptype = inst.ptype
         ready = ptype.ready
         inst.state = State.STARTING if ready is not None else State.RUNNING
+        inst.ready_check = ready is not None
         inst.log_ready = re.compile(ready.pattern or "") if ready and ready.kind == "log" else None
         if ready is None and ptype.health is None and ptype.watchdog is None:
             return  # no check: nothing to drive
@@ -82,10 +90,11 @@ class Checks:
         assert inst.pid is not None
         plan = ptype.plan
         before = None
-        if any(c is not None and c.kind == "port" for c in (ready, ptype.health)):
-            from keelrun.listeners import loopback_listeners
-
-            before = loopback_listeners(inst.port)
+        if _port_checked(inst):
+            snapshot = self.batch_listeners
+            if snapshot is None:
+                snapshot = _listeners([inst])
+            before = (snapshot or {}).get(inst.port)
         target = ProbeTarget(
             self.sup.loop,
             inst.pid,
@@ -218,6 +227,16 @@ class _Listener:
 
     def on_app_stopping(self) -> None:
         self.checks.app_stopping(self.inst)
+
+
+def _port_checked(inst: Instance) -> bool:
+    return any(c is not None and c.kind == "port" for c in (inst.ptype.ready, inst.ptype.health))
+
+
+def _listeners(insts: Iterable[Instance]) -> dict[int, frozenset[int]] | None:
+    from keelrun.listeners import loopback_listeners
+
+    return loopback_listeners([i.port for i in insts])
 
 
 def deps_ready(ptype: ProcessTypeSettings, instances: Iterable[Instance]) -> bool:

@@ -58,28 +58,48 @@ def ended_by_itself(sup: Supervisor, inst: Instance, uptime: float, checked: boo
         inst.timer = sup.loop.call_later(delay, lambda: sup.restart_after_backoff(inst))
         return
     inst.state = State.EXITED
-    stranded = strand_dependents(sup, inst)
-    # A dependent that can never start is a failure, whatever the dependency's status.
-    apply_exit_policy(sup, stranded[0] if stranded else inst)
+    apply_exit_policy(sup, inst)
+    strand_dependents(sup, inst)
     sup.checks.settled()
 
 
-def strand_dependents(sup: Supervisor, ended: Instance) -> list[Instance]:
-    """``ended`` will not run again: the instances held for its type
-    can never start, so they fail (without this a CI run would wait for ever)."""
+def strand_dependents(sup: Supervisor, ended: Instance) -> None:
+    """``ended`` will not run again: the instances held for its type can never
+    start, so they fail (without this a CI run would wait for ever)."""
     name = ended.ptype.name
-    stranded = [
-        i for i in sup.instances.values() if i.state is State.HELD and name in i.ptype.depends_on
-    ]
-    for inst in stranded:
+    strand(sup, [i for i in sup.instances.values() if name in i.ptype.depends_on], ended)
+
+
+def strand(sup: Supervisor, held: list[Instance], ended: Instance | None = None) -> None:
+    """Fail the held instances that wait for ``ended`` (or, without it, for any
+    instance that has ended for good); a type that can never start is a failure
+    (README "`keelrun start`: what it does, exactly")."""
+    if sup.shutdown.active:
+        return  # everything stops anyway
+    stranded = []
+    for inst in held:
+        if inst.state is not State.HELD:
+            continue
+        gone = ended or next(
+            (
+                i
+                for i in sup.instances.values()
+                if i.ptype.name in inst.ptype.depends_on and i.state in (State.EXITED, State.FAILED)
+            ),
+            None,
+        )
+        if gone is None:
+            continue
         inst.state = State.FAILED
         sup.events.error(
             "process_failed",
-            f"{inst.name} cannot start: {ended.name}, which it waits for, has ended",
+            f"{inst.name} cannot start: {gone.name}, which it waits for, has ended",
             target=inst.name,
             status=None,
         )
-    return stranded
+        stranded.append(inst)
+    if stranded:
+        apply_exit_policy(sup, stranded[0])
 
 
 def policy_of(sup: Supervisor) -> ExitPolicy:

@@ -70,6 +70,9 @@ class Instance:
         self.ring = LogRing()
         self.log_ready: re.Pattern[str] | None = None  # while waiting for a ready line
         self.health: InstanceHealth | None = None  # this incarnation's checks (checks.py)
+        # This incarnation was started with a ready check: a reload that adds or drops
+        # `ready` applies from the next start, so dependents judge by this one.
+        self.ready_check = False
 
     @property
     def port(self) -> int:
@@ -88,7 +91,7 @@ class Instance:
             self.timer = None
 
     def is_ready_for_dependents(self) -> bool:
-        if self.ptype.ready is None:
+        if not self.ready_check:
             return self.state in (State.RUNNING, State.READY)
         return self.state is State.READY
 

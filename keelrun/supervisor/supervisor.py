@@ -169,15 +169,24 @@ class Supervisor:
     def _spawn_batch(self, insts: list[Instance]) -> list[Instance]:
         """Spawn those whose dependencies are ready (the others are held), then
         announce them: every spawn comes before the first event. Returns the spawned."""
-        spawned = []
-        for inst in insts:
-            if deps_ready(inst.ptype, self.instances.values()):
-                if self._spawn(inst, batch=True):
-                    spawned.append(inst)
-            else:
-                inst.state = State.HELD
+        spawned, held = [], []
+        self.checks.prefetch(insts)
+        try:
+            for inst in insts:
+                if deps_ready(inst.ptype, self.instances.values()):
+                    if self._spawn(inst, batch=True):
+                        spawned.append(inst)
+                else:
+                    inst.state = State.HELD
+                    held.append(inst)
+        finally:
+            self.checks.batch_listeners = None
         for inst in spawned:
             self._announce_start(inst)
+        if held and self._ended:  # a dependency may have ended for good already
+            from keelrun.supervisor.ending import strand
+
+            strand(self, held)
         return spawned
 
     def _announce_start(self, inst: Instance) -> None:
@@ -426,6 +435,7 @@ class Supervisor:
             self.scale_type(name, new_types[name].count)
         for name, count in diff.scaled.items():
             self.scale_type(name, count)
+        self.release_held()  # a dependency dropped from depends_on holds nothing back now
         self._names_changed()
         summary = diff._asdict()
         self.events.info("reloaded", f"reloaded: {diff.summary()}", **summary)

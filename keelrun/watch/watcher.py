@@ -9,12 +9,12 @@ failed. The loop thread reads them, merges batches until the changes have
 been quiet for 300 ms, and calls back once per merged batch.
 
 Timing: watchfiles hands over a batch once its change set has not grown for
-one step (50 ms), so a batch reaches the loop at least one step after its
-last change (50-100 ms). The callback is due QUIET - STEP after the last
-arrival: at least QUIET after the last change, and a change that comes less
-than QUIET after the one before merges into the same callback. A burst
-merges into one callback however long it lasts (README "The development
-loop").
+one step (25 ms), so a batch reaches the loop one to two steps after its last
+change. The callback is due QUIET + STEP after the last arrival: a change
+that comes less than QUIET after the one before is in the loop by then, so it
+merges into the same callback, and the callback runs 350-375 ms after the
+last change. A burst merges into one callback however long it lasts (README
+"The development loop").
 
 Idle cost: watchfiles' Rust loop wakes every step to look at its change set,
 so the thread calls it only while something is happening and otherwise
@@ -38,7 +38,7 @@ from keelrun.watch.gate import Gate, open_gate
 from keelrun.watch.rules import Changes, WatchRules, skip_dir
 
 QUIET = 0.3  # seconds without a change before the callback
-STEP_MS = 50  # watchfiles: a batch is complete after this long without a new change
+STEP_MS = 25  # watchfiles: a batch is complete after this long without a new change
 DEBOUNCE_MS = 1000  # watchfiles: a batch is handed over after this long whatever happens
 SETTLE_MS = 150  # after the gate opened: how long watchfiles may find nothing
 JOIN_TIMEOUT = 2.0
@@ -126,7 +126,7 @@ class Watcher:
             self._pending = self._pending.merged(changes)
             if self._timer is not None:
                 self._timer.cancel()
-            self._timer = self.loop.call_later(QUIET - STEP_MS / 1000, self._fire)
+            self._timer = self.loop.call_later(QUIET + STEP_MS / 1000, self._fire)
         elif "ready" in msg:
             if self.on_ready is not None:
                 self.on_ready(int(msg["ready"]))
