@@ -2,37 +2,16 @@
 
 from __future__ import annotations
 
-import json
-import subprocess
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+from support.benchrun import run_benchmark
 
 
 def test_throughput_benchmark_runs_and_keelrun_loses_nothing(tmp_path: Path) -> None:
-    results = tmp_path / "results.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "run.py"),
-            "--quick",
-            "--only",
-            "throughput",
-            "--supervisors",
-            "keelrun",
-            "--lines",
-            "3000",
-            "--json",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
-    assert proc.returncode == 0, proc.stderr
+    args = ["--quick", "--only", "throughput", "--supervisors", "keelrun", "--lines", "3000"]
+    proc, results = run_benchmark("run.py", *args, results=tmp_path / "results.json")
     assert "Log throughput" in proc.stdout
-    figures = {(f["workload"], f["subject"]): f for f in json.loads(results.read_text())["figures"]}
+    figures = {(f["workload"], f["subject"]): f for f in results["figures"]}
     for key in [
         ("flood-parse", "raw"),
         ("flood-parse", "keelrun"),
@@ -49,24 +28,9 @@ def test_throughput_benchmark_runs_and_keelrun_loses_nothing(tmp_path: Path) -> 
 
 
 def test_scale_benchmark_runs(tmp_path: Path) -> None:
-    results = tmp_path / "scale.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "scale.py"),
-            "--counts",
-            "3,6",
-            "--repeat",
-            "1",
-            "--json",
-            str(results),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
+    _, figures = run_benchmark(
+        "scale.py", "--counts", "3,6", "--repeat", "1", results=tmp_path / "scale.json"
     )
-    assert proc.returncode == 0, proc.stderr
-    figures = json.loads(results.read_text())
     assert set(figures) == {"3", "6"}
     for row in figures.values():
         for key in ("start_s", "scale_s", "ps_s", "stop_s", "self_start_s"):
@@ -75,22 +39,8 @@ def test_scale_benchmark_runs(tmp_path: Path) -> None:
 
 
 def test_conditions_benchmark_runs() -> None:
-    proc = subprocess.run(
-        [
-            sys.executable,
-            str(REPO / "benchmarks" / "conditions.py"),
-            "--seconds",
-            "0.05",
-            "--repeat",
-            "1",
-            "--only",
-            "2",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=50,
-    )
-    assert proc.returncode == 0, proc.stderr
+    args = ["--seconds", "0.05", "--repeat", "1", "--only", "2"]
+    proc, _ = run_benchmark("conditions.py", *args)
     rows = [line for line in proc.stdout.splitlines() if line.startswith(("as run.py", "read 64"))]
     assert len(rows) == 2
     for row in rows:
