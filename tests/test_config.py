@@ -149,6 +149,24 @@ def test_precedence_flag_over_variable_over_config(tmp_path: Path) -> None:
     assert load(root, {"KEELRUN_TIMEOUT": ""}).timeout == 1.0  # empty = unset
 
 
+def test_a_flag_or_variable_beats_a_type_s_own_table(tmp_path: Path) -> None:
+    """`-t`/`--restart` (or their KEELRUN_ variables) are every type's; in the config
+    file a type's own `grace`/`restart` beat the top-level defaults."""
+    root = make_app(
+        tmp_path,
+        PROCFILE,
+        keelrun_toml="timeout = 1\nrestart = 'never'\n"
+        "[processes.web]\ngrace = 9\nrestart = 'always'\n",
+    )
+    web, worker = load(root).types[:2]
+    assert (web.grace, web.restart, worker.grace, worker.restart) == (9, "always", 1, "never")
+    for s in (
+        load(root, timeout="3", restart="on-failure"),
+        load(root, {"KEELRUN_TIMEOUT": "3", "KEELRUN_RESTART": "on-failure"}),
+    ):
+        assert {(t.grace, t.restart) for t in s.types} == {(3.0, "on-failure")}
+
+
 def test_port_precedence(tmp_path: Path) -> None:
     root = make_app(
         tmp_path, PROCFILE, env="PORT=6000\n", pyproject="[tool.keelrun]\nport = 7000\n"

@@ -245,8 +245,8 @@ STUBBORN = 'trap \'echo "$PS ignores TERM"\' TERM; echo "$PS up port=$PORT"; ' +
 
 def test_scale_down_uses_the_type_grace_then_kills(runner: Runner) -> None:
     app = runner.app(f"web: {TRAPPING}\nworker: {STUBBORN}\n")
-    (app / "keelrun.toml").write_text("[processes.worker]\ngrace = 1\n")
-    k = runner.start(app, "-m", "worker=2", "-t", "20")
+    (app / "keelrun.toml").write_text("timeout = 20\n[processes.worker]\ngrace = 1\n")
+    k = runner.start(app, "-m", "worker=2")
     k.wait_ready("web.1", "worker.1", "worker.2")
     pid = k.ps()["worker.2"]["pid"]
     mark = k.mark()
@@ -257,7 +257,7 @@ def test_scale_down_uses_the_type_grace_then_kills(runner: Runner) -> None:
     _exited(k, "worker.2", mark)
     rows = k.ps()
     assert sorted(rows) == ["web.1", "worker.1"] and not alive(pid)
-    # Scale the last one away too, so that keelrun's own stop (-t 20) is quick.
+    # Scale the last one away too, so that keelrun's own stop (timeout 20) is quick.
     mark = k.mark()
     assert k.client("scale", "worker=0").returncode == 0
     _exited(k, "worker.1", mark)

@@ -83,13 +83,20 @@ def test_stubborn_child_is_killed_after_the_grace(tmp_path: Path, keelrun) -> No
     assert any("SIGKILL" in line and "web.1" in line for line in lines)
 
 
-def test_per_type_grace(tmp_path: Path, keelrun) -> None:
+@pytest.mark.parametrize(
+    ("config", "flags"),
+    [
+        ("[tool.keelrun]\ntimeout = 20\n[tool.keelrun.processes.web]\ngrace = 0.5\n", []),
+        # A flag beats the config file, a type's own table included.
+        ("[tool.keelrun.processes.web]\ngrace = 20\n", ["-t", "0.5"]),
+    ],
+    ids=["type-over-config-timeout", "flag-over-type"],
+)
+def test_per_type_grace(tmp_path: Path, keelrun, config: str, flags: list[str]) -> None:
     app = make_app(
-        tmp_path,
-        f"web: exec {py('trapper.py', 'stubborn', '--ignore-term')}\n",
-        pyproject="[tool.keelrun.processes.web]\ngrace = 0.5\n",
+        tmp_path, f"web: exec {py('trapper.py', 'stubborn', '--ignore-term')}\n", pyproject=config
     )
-    run = keelrun.start("start", "-t", "20", cwd=app)
+    run = keelrun.start("start", *flags, cwd=app)
     member_pid(run, "stubborn")
     sent = time.monotonic()
     run.send(signal.SIGTERM)

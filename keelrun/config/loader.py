@@ -193,8 +193,15 @@ class _Loader:
         procfile_label: str,
     ) -> tuple[list[ProcessTypeSettings], ProcessTypeSettings | None]:
         """Every type's settings: its config table, else the option it inherits, else
-        the default of its key (keelrun/config/options.py TYPE_KEYS)."""
+        the default of its key (keelrun/config/options.py TYPE_KEYS). An inherited
+        option given by flag or KEELRUN_ variable beats the config file, a type's
+        own table included (`-t 2` is every type's grace; README "Precedence")."""
         inherited = {k: self.value(t.inherit) for k, t in TYPE_KEYS.items() if t.inherit}
+        forced = set()
+        for key, spec in TYPE_KEYS.items():
+            picked = self.pick(BY_NAME[spec.inherit]) if spec.inherit else None
+            if picked is not None and not picked.toml:
+                forced.add(key)
         max_restarts = self.value("max_restarts")
         quiet = self.named_types("quiet", [e.name for e in entries])
         watch_all = self.value("watch")
@@ -204,7 +211,9 @@ class _Loader:
         for index, entry in enumerate(entries):
             conf = per_type.get(entry.name, {})
             values = {
-                key: conf[key] if key in conf else inherited.get(key, spec.default)
+                key: conf[key]
+                if key in conf and key not in forced
+                else inherited.get(key, spec.default)
                 for key, spec in TYPE_KEYS.items()
             }
             values["count"] = counts.get(entry.name, 1)
@@ -212,7 +221,8 @@ class _Loader:
                 values["watch"] = DEFAULT_WATCH
             if entry.name in on_tty:
                 values["tty"] = True
-            if entry.name == self.values["exit_code_from"] and "restart" not in conf:
+            chosen = "restart" in conf or "restart" in forced
+            if entry.name == self.values["exit_code_from"] and not chosen:
                 values["restart"] = "never"  # a test run whose status keelrun exits with
             t = ProcessTypeSettings(
                 name=entry.name,
