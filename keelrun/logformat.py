@@ -113,8 +113,10 @@ class LogFormatter:
         return self._width
 
     def set_names(self, names: Iterable[str]) -> None:
-        """Pad names to the longest of the formation (keelrun's own name included)."""
-        self.set_width(max([len(SYSTEM_NAME), *map(len, names)]))
+        """Pad names to the longest of the run so far (keelrun's own name included):
+        the column never narrows, so the end of the release phase or a scale-down
+        does not shift the lines that follow."""
+        self.set_width(max([self._width, *map(len, names)]))
 
     def set_width(self, width: int) -> None:
         if width != self._width:

@@ -156,13 +156,14 @@ def _supervise(
     spawn.become_subreaper()
     spawn.reset_inherited_signals(keep=set())
     child_fd_limit = spawn.raise_fd_limit()
+    launched_in = os.getcwd()  # where relative -d, -f and -e point (Commands.reload)
     os.chdir(settings.app_root)
 
     # 3. The output, the events, the supervisor and the commands that drive it.
     sup, writer = _build(settings, loop, lifeline, Kernel(child_fd_limit))
     from keelrun.supervisor.commands import Commands
 
-    commands = Commands(sup, overrides)
+    commands = Commands(sup, overrides, cwd=launched_in)
     if service is not None:
         sup.checks.service = service
         service.start_watchdog(loop)
@@ -191,10 +192,10 @@ def _supervise(
                 sup.start_release(then=lambda: sup.start(counts))
         else:
             sup.start(counts or {})
-        if server is not None and server.address != settings.socket:
+        if server is not None and server.moved is not None:
             sup.events.info(
                 "socket_moved",
-                f"control socket at {server.address} ({settings.socket.parent} is not writable)",
+                f"control socket at {server.address} ({server.moved})",
                 socket=str(server.address),
             )
         sup.reap()  # a child may have died before the handler was in place
@@ -240,7 +241,9 @@ class _Watch:
                     "watch_failed", f"file watch: {message}"
                 ),
                 lambda dirs: commands.sup.events.info(
-                    "watching", f"watching files in {dirs} directories", directories=dirs
+                    "watching",
+                    f"watching files in {dirs} director{'y' if dirs == 1 else 'ies'}",
+                    directories=dirs,
                 ),
                 self.never,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 import signal
@@ -201,3 +202,27 @@ def test_logs_colours_each_type_as_start_does(runner: Runner) -> None:
     assert len(live) == 2 and live == history, (live, history)
     codes = {re.match(r"\x1b\[(\d+)m(\w+)", x).groups()[::-1] for x in history}  # type: ignore[union-attr]
     assert codes == {("web", "36"), ("worker", "32")}  # 1st and 3rd colours: Procfile order
+
+
+def test_a_follower_leaving_costs_the_others_no_line(runner: Runner) -> None:
+    ticker = "i=0; while :; do echo $i; i=$((i+1)); sleep 0.01; done"
+    k = runner.start(runner.app(f"ticker: {ticker}\n"))
+    followers = []
+    for _ in range(2):  # the first to subscribe is the first written to
+        p = runner.popen(k, "logs", "-f", "-n", "0", "--no-prefix", "ticker.1")
+        lines: list[str] = []
+        cond = threading.Condition()
+        lines_of(p.stdout, lines, cond)
+        wait_in(lines, cond, r"^\d+$", 10)  # subscribed
+        followers.append((p, lines, cond))
+    (first, _, _), (second, lines, cond) = followers
+    first.kill()  # keelrun finds out on a write to it, in the middle of a block's delivery
+    first.wait(10)
+    with cond:
+        start = len(lines)
+        assert cond.wait_for(lambda: len(lines) > start + 100, 20), "the second follower stalled"
+        numbers = [int(x) for x in lines]
+    gaps = [(a, b) for a, b in itertools.pairwise(numbers) if b != a + 1]
+    assert gaps == [], gaps
+    second.send_signal(signal.SIGINT)
+    assert second.wait(10) == 0

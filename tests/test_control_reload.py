@@ -215,3 +215,19 @@ def test_reload_errors_are_one_line_per_problem(runner: Runner) -> None:
         lines[0].startswith("keelrun: Procfile:2: duplicate process type") and "line 1" in lines[0]
     )
     assert lines[1].startswith("keelrun: Procfile:3: ")
+
+
+def test_reload_after_a_start_with_relative_paths(runner: Runner) -> None:
+    """keelrun moves into the app root; `-d app -e app/.env.dev` still mean what they
+    meant where it was started."""
+    app = runner.app(PROCFILE, env_file="GREETING=hello\n")
+    (app / ".env.dev").write_text("GREETING=dev\n")
+    k = runner.start(app.parent, "-d", app.name, "-e", f"{app.name}/.env.dev")
+    k.wait_ready("web.1", "worker.1")
+    (app / ".env.dev").write_text("GREETING=changed\n")
+    mark = k.mark()
+    r = k.client("reload", "-d", app.name)
+    assert (r.returncode, r.stdout) == (0, "reloaded (restarted: web, worker)\n"), r.stderr
+    _restarted(k, "web.1", mark)
+    k.proc.send_signal(signal.SIGHUP)  # the same reload, by signal
+    k.wait_for_line(r"keelrun\s+\| reloaded: nothing changed$", 10, mark)

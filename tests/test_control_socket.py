@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import stat
@@ -106,6 +107,11 @@ def test_a_socket_path_too_long_for_unix_sockets_falls_back(runner: Runner) -> N
     k.wait_ready("web.1")
     address = k.socket_path()
     assert address != str(app / ".keelrun.sock")
+    n = len(os.fsencode(app / ".keelrun.sock"))
+    k.wait_for_line(
+        rf"keelrun\s+\| control socket at {re.escape(address)} "
+        rf"\(longer than a Unix socket allows \({n} bytes\)\)$"
+    )
     st = os.lstat(address)
     assert stat.S_ISSOCK(st.st_mode) and stat.S_IMODE(st.st_mode) == 0o600
     parent = os.lstat(os.path.dirname(address))

@@ -50,7 +50,7 @@ def test_a_watched_file_restarts_its_type_gracefully(runner: Runner) -> None:
     k = runner.start(root)
     k.wait_for_line(r"web\.1\s+\| up v1")
     k.wait_for_line(r"other\.1\s+\| up v1")
-    k.wait_for_line(r"keelrun\s+\| watching files in \d+ directories")
+    k.wait_for_line(r"keelrun\s+\| watching files in \d+ director(y|ies)$")
     before = k.ps()
     # A burst of saves within the quiet period is one restart.
     mark = k.mark()
@@ -77,7 +77,7 @@ def test_watch_flag_watches_python_files_for_every_type_and_ignores_the_rest(
     (root / "__pycache__").mkdir()
     (root / "templates").mkdir()
     k = runner.start(root, "--watch")
-    k.wait_for_line(r"keelrun\s+\| watching files in \d+ directories")
+    k.wait_for_line(r"keelrun\s+\| watching files in \d+ director(y|ies)$")
     mark = k.mark()
     # Ignored places and files that match no pattern first, then one that matters:
     # the only batch names the one that matters.
@@ -97,7 +97,7 @@ def test_watch_flag_watches_python_files_for_every_type_and_ignores_the_rest(
 def test_a_procfile_change_while_watching_reloads(runner: Runner) -> None:
     root = _app(runner, f"web: {PY} app.py\n", '[processes.web]\nwatch = ["templates/**"]\n')
     k = runner.start(root)
-    k.wait_for_line(r"keelrun\s+\| watching files in \d+ directories")
+    k.wait_for_line(r"keelrun\s+\| watching files in \d+ director(y|ies)$")
     mark = k.mark()
     (root / "Procfile").write_text(f"web: {PY} app.py\nbeat: {PY} app.py\n")
     k.wait_for_line(r"keelrun\s+\| files changed \(Procfile\): reloading$", 10, mark)
@@ -114,7 +114,7 @@ def test_an_instance_stopped_by_hand_stays_stopped_on_a_change(runner: Runner) -
     root = _app(runner, f"web: {PY} app.py\nworker: {PY} app.py\n")
     k = runner.start(root, "--watch")
     k.wait_for_line(r"worker\.1\s+\| up v1")
-    k.wait_for_line(r"keelrun\s+\| watching files in \d+ directories")
+    k.wait_for_line(r"keelrun\s+\| watching files in \d+ director(y|ies)$")
     assert k.client("stop", "worker").returncode == 0
     k.wait_for_line(r"worker\.1\s+\| bye v1")
     mark = k.mark()

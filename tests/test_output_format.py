@@ -247,3 +247,13 @@ def test_json_fast_and_escaping_paths_give_the_same_bytes(lines: list[bytes]) ->
     out = render(f, "web.1", "stdout", data)
     ts = json.loads(out.split(b"\n")[0])["ts"]  # the clock may have ticked since
     assert out == _reference_json("web.1", "stdout", data, ts)
+
+
+def test_the_name_column_never_narrows() -> None:
+    """After the release phase (`release.1`) or a scale-down the lines do not shift."""
+    f = fmt(timestamp=False)
+    f.set_names(["release.1"])
+    f.set_names(["web.1"])
+    assert render(f, "web.1", "stdout", b"up\n") == b"web.1     | up\n"
+    f.set_names(["background.12"])
+    assert render(f, "web.1", "stdout", b"up\n") == b"web.1         | up\n"

@@ -346,6 +346,7 @@ def test_a_dependency_that_gives_up_keeps_its_own_status(make) -> None:
     h.start()
     h.end("web.1", exited(3))
     assert h.state("web.1") == "failed" and h.state("e2e.1") == "stopped"
+    assert "web.1 failed 1 start in a row: giving up" in h.events()
     assert h.sup.shutdown.status == 3
 
 

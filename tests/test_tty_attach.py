@@ -39,7 +39,8 @@ def attach(run: Keelrun, root: Path, clients: list[Attach], *args: str, **kw: ob
 def test_keys_in_output_out_resize_detach_and_attach_again(
     keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[Attach]
 ) -> None:
-    run = start_app(keelrun, tmp_path, f"web: {child('winch')}\n", "--tty", "web")
+    procfile = f"web: {child('winch')}\nidle: exec sleep 1000\n"
+    run = start_app(keelrun, tmp_path, procfile, "--tty", "web")
     run.wait_for_line(r"web\.1 +\| size 24x80$")  # 80x24 until someone attaches
     c = attach(run, tmp_path, clients, size=(30, 100))
     c.expect(r"size 30x100\r\n")  # the app got the client's size and its SIGWINCH
@@ -65,8 +66,9 @@ def test_keys_in_output_out_resize_detach_and_attach_again(
     again.expect(r"got: hello\r\n")
     again.p.send("quit\r")
     again.expect(r"\[keelrun: web\.1 exited\]")
-    again.expect(r"keelrun: web\.1: keelrun closed the connection")
+    again.expect(r"keelrun: web\.1: the session has ended; keelrun runs on")
     assert again.end() == 1
+    run.send(signal.SIGTERM)
     assert run.wait_exit() == 0
 
 

@@ -88,5 +88,6 @@ def absolute(path: str, base: Path) -> Path:
     return Path(os.path.normpath(p if p.is_absolute() else base / p))
 
 
-def app_root_path(app_root: str | None) -> Path:
-    return Path(os.path.abspath(os.path.expanduser(app_root))) if app_root else Path.cwd()
+def app_root_path(app_root: str | None, cwd: Path | None = None) -> Path:
+    here = cwd or Path.cwd()
+    return absolute(app_root, here) if app_root else here

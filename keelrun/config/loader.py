@@ -45,13 +45,17 @@ def load_settings(
     environ: Mapping[str, str] | None = None,
     *,
     require_procfile: bool = True,
+    cwd: Path | None = None,
 ) -> Settings:
     """Every source read and validated into one Settings; InputErrors lists all problems.
 
     ``require_procfile=False`` (for ``keelrun run``) lets a missing Procfile
-    mean "no process types"; a broken one is still an error.
+    mean "no process types"; a broken one is still an error. ``cwd``: what
+    relative paths of flags and KEELRUN_ variables are relative to (default:
+    the current directory; a reload passes the one keelrun was started in).
     """
-    return inspect(overrides, environ, require_procfile=require_procfile).settings
+    loaded = inspect(overrides, environ, require_procfile=require_procfile, cwd=cwd)
+    return loaded.settings
 
 
 def inspect(
@@ -59,9 +63,10 @@ def inspect(
     environ: Mapping[str, str] | None = None,
     *,
     require_procfile: bool = True,
+    cwd: Path | None = None,
 ) -> Loaded:
     env = dict(os.environ if environ is None else environ)
-    return _Loader(overrides, env, require_procfile).load()
+    return _Loader(overrides, env, require_procfile, cwd or Path.cwd()).load()
 
 
 # Options whose sources the loader reads in a way of their own (see their methods).
@@ -76,13 +81,16 @@ class _Picked(NamedTuple):
 
 
 class _Loader:
-    def __init__(self, overrides: Overrides, environ: dict[str, str], require_procfile: bool):
+    def __init__(
+        self, overrides: Overrides, environ: dict[str, str], require_procfile: bool, cwd: Path
+    ):
         self.o = overrides
+        self.cwd = cwd
         self.environ = environ
         self.require_procfile = require_procfile
         self.errors: list[InputError] = []
         self.config: ConfigFile | None = None
-        self.root = Path.cwd()
+        self.root = cwd
         self.values: dict[str, Any] = {}
         self.count_sources: dict[str, str] = {}
 
@@ -99,9 +107,9 @@ class _Loader:
         """The highest source that sets ``opt``: flag, KEELRUN_ variable, config file."""
         given = self.o.given.get(opt.name)
         if given is not None:
-            return _Picked(given, opt.flag, Path.cwd())
+            return _Picked(given, opt.flag, self.cwd)
         if opt.env and self.environ.get(opt.var, "").strip():
-            return _Picked(self.environ[opt.var], opt.var, Path.cwd())
+            return _Picked(self.environ[opt.var], opt.var, self.cwd)
         if opt.config and self.config is not None and opt.name in self.config.data:
             where = self.config.where(opt.name)
             return _Picked(self.config.data[opt.name], where, self.root, toml=True)
@@ -130,7 +138,7 @@ class _Loader:
         return self.values[name]
 
     def load(self) -> Loaded:
-        self.root = app_root_path(self.o.app_root)
+        self.root = app_root_path(self.o.app_root, self.cwd)
         if not self.root.is_dir():
             where = "--app-root"
             raise InputErrors([InputError(where, f'no such directory "{self.o.app_root}"')])

@@ -40,7 +40,19 @@ def attach_command(app_root: str | None, sock_path: str | None, name: str) -> in
 
     client = Client(app_root, sock_path)
     sock = client.connect()
-    return attach(sock, name, str(client.path))
+    try:
+        return attach(sock, name, str(client.path))
+    except SessionClosed as e:
+        # keelrun ends a session when the instance's process ends, and when it stops.
+        try:
+            client.call("ping", {})
+        except RuntimeFailure:
+            raise e from None
+        raise RuntimeFailure(f"{name}: the session has ended; keelrun runs on") from None
+
+
+class SessionClosed(RuntimeFailure):
+    """keelrun closed the connection (the instance ended, or keelrun stopped)."""
 
 
 def attach(sock: socket.socket, name: str, where: str) -> int:
@@ -54,7 +66,7 @@ def attach(sock: socket.socket, name: str, where: str) -> int:
     if status == 0:
         sys.stderr.write(f"\n[detached from {name}]\n")
     elif status < 0:
-        raise RuntimeFailure(f"{name}: keelrun closed the connection")
+        raise SessionClosed(f"{name}: keelrun closed the connection")
     else:
         sys.stderr.write(f"\n[detached from {name}: {signal.Signals(status - 128).name}]\n")
     sys.stderr.flush()

@@ -15,6 +15,7 @@ import os
 import socket
 import stat
 from pathlib import Path
+from typing import NamedTuple
 
 from keelrun.control.address import UnsafeDirectory, fits, private_dir, stand_ins
 from keelrun.errors import InputError, RuntimeFailure
@@ -32,19 +33,22 @@ class _Unwritable(Exception):
     pass
 
 
-def listen(path: Path, *, fallback: bool) -> tuple[socket.socket, Path]:
-    """A non-blocking listening socket and the address it was bound at.
+class Listening(NamedTuple):
+    sock: socket.socket  # non-blocking, listening
+    address: Path  # where it was bound
+    moved: str | None  # why it is not at the path asked for (None: it is)
 
-    ``fallback``: ``path`` is the default socket, which may move to a stand-in.
-    """
+
+def listen(path: Path, *, fallback: bool) -> Listening:
+    """Listen on ``path``, or (``fallback``: the default socket) on its stand-in."""
     why = f"longer than a Unix socket allows ({len(os.fsencode(str(path)))} bytes)"
     if fits(path):
         try:
-            return _listen(path, path), path
+            return Listening(_listen(path, path), path, None)
         except _Unwritable as e:
             if not fallback:
                 raise InputError(str(path), f"cannot listen: {e}") from None
-            why = str(e)
+            why = f"{path.parent} is not writable: {e}"
     tried = []
     for address in stand_ins(path):
         try:
@@ -55,7 +59,7 @@ def listen(path: Path, *, fallback: bool) -> tuple[socket.socket, Path]:
             tried.append(f"{address.parent}: {e.strerror or e}")
             continue
         try:
-            return _listen(address, path), address
+            return Listening(_listen(address, path), address, why)
         except _Unwritable as e:
             tried.append(f"{address}: {e}")
     raise RuntimeFailure(f"{path}: cannot listen ({why}), nor at {'; '.join(tried)}")

@@ -252,11 +252,12 @@ class ControlServer:
         self.connections: dict[Connection, None] = {}
         self.sock: socket.socket | None = None
         self._inode: tuple[int, int] | None = None
+        self.moved: str | None = None  # why the socket is not at ``path``
 
     # -- lifecycle --------------------------------------------------------
     def bind(self) -> None:
         """Listen on the socket (or its stand-in: keelrun/control/listen.py)."""
-        self.sock, self.address = listen(self.path, fallback=self.fallback)
+        self.sock, self.address, self.moved = listen(self.path, fallback=self.fallback)
         st = os.stat(self.address)
         self._inode = (st.st_dev, st.st_ino)
         self.loop.add_reader(self.sock.fileno(), self._on_accept)

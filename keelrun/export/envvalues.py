@@ -67,7 +67,27 @@ def read_env_values(env_files: tuple[Path, ...]) -> EnvValues:
 
 
 _EXPORT_PREFIX = re.compile(r"\s*export\s")
-_INLINE_COMMENT = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=\s*[^'\"\s#][^#]*\s#")
+_ASSIGNMENT = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
+
+
+def _inline_comment(line: str) -> bool:
+    """A `#` after blanks, outside quotes, after `KEY=`: python-dotenv drops it as a
+    comment; systemd keeps it in the value (also after a quoted one)."""
+    m = _ASSIGNMENT.match(line)
+    if m is None:
+        return False
+    quote = ""
+    previous = "="
+    for ch in line[m.end() :]:
+        if quote:
+            if ch == quote:
+                quote = ""
+        elif ch in "'\"":
+            quote = ch
+        elif ch == "#" and previous in " \t":
+            return True
+        previous = ch
+    return False
 
 
 def systemd_caveats(env_files: tuple[Path, ...]) -> list[str]:
@@ -89,7 +109,7 @@ def systemd_caveats(env_files: tuple[Path, ...]) -> list[str]:
         for number, line in enumerate(lines, 1):
             if _EXPORT_PREFIX.match(line):
                 caveats.append(f"{path}:{number}: systemd does not accept the `export` prefix")
-            elif _INLINE_COMMENT.match(line):
+            elif _inline_comment(line):
                 caveats.append(
                     f"{path}:{number}: systemd keeps a trailing `# comment` in the value"
                 )

@@ -53,9 +53,14 @@ Handler = Callable[[dict[str, Any], Reply], Result | None]
 
 
 class Commands:
-    def __init__(self, sup: Supervisor, overrides: Overrides | None) -> None:
+    def __init__(
+        self, sup: Supervisor, overrides: Overrides | None, cwd: str | None = None
+    ) -> None:
         self.sup = sup
         self.overrides = overrides  # to re-read the inputs on reload
+        # Where keelrun was started: its relative -d, -f, -e are relative to it, and
+        # keelrun has moved into the app root since.
+        self.cwd = cwd
         # Told the new settings after each successful reload (the file watcher follows).
         self.on_reloaded: Callable[[Settings], None] | None = None
 
@@ -362,13 +367,16 @@ class Commands:
         return None
 
     def reload(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
+        from pathlib import Path
+
         from keelrun.config import load_settings
 
         if self.overrides is None:
             raise RequestError("this keelrun cannot reload", "runtime")
         self._not_stopping()
         try:
-            settings = load_settings(self.overrides)
+            cwd = Path(self.cwd) if self.cwd is not None else None
+            settings = load_settings(self.overrides, cwd=cwd)
         except InputError as e:
             error = RequestError.from_input(e)
             self.sup.events.warning(

@@ -41,7 +41,7 @@ def ended_by_itself(sup: Supervisor, inst: Instance, uptime: float, checked: boo
             inst.state = State.FAILED
             sup.events.error(
                 "process_failed",
-                f"{inst.name} failed {tracker.failures} starts in a row: giving up",
+                f"{inst.name} failed {_starts(tracker.failures)} in a row: giving up",
                 target=inst.name,
                 status=inst.exit_status,
             )
@@ -100,6 +100,10 @@ def strand(sup: Supervisor, held: list[Instance], ended: Instance | None = None)
         stranded.append(inst)
     if stranded:
         apply_exit_policy(sup, stranded[0])
+
+
+def _starts(n: int) -> str:
+    return "1 start" if n == 1 else f"{n} starts"
 
 
 def policy_of(sup: Supervisor) -> ExitPolicy:

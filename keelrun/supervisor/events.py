@@ -146,7 +146,7 @@ class Events:
         }
         record.update(event_dict)
         self.history.append(record)
-        for follower in self.followers:
+        for follower in tuple(self.followers):  # a follower may leave meanwhile
             follower(record)
         shown = dict(record)
         shown["ts"] = self._formatter.clock.iso(now)

@@ -123,7 +123,7 @@ class LogPipes:
         now = time.time()
         inst.ring.append(now, stream.name, block, lines)
         if self.listeners:
-            for listener in self.listeners:
+            for listener in tuple(self.listeners):  # a follower may leave meanwhile
                 listener(inst, stream.name, now, block)
         if inst.log_ready is not None:
             self.on_lines(inst, block)
