@@ -153,7 +153,7 @@ def test_include_env_writes_a_private_environment_file(tmp_path: Path) -> None:
 
 
 def test_env_syntax_systemd_reads_differently_is_warned_about(tmp_path: Path) -> None:
-    env = "export A=1\nB=${A}x\nC=abc # one\nD=\"quoted\" # two\nE=\"a # b\"\nF=a#b\n"
+    env = 'export A=1\nB=${A}x\nC=abc # one\nD="quoted" # two\nE="a # b"\nF=a#b\n'
     root = make_app(tmp_path / "app", "web: sleep 1\n", env=env)
     r = run_keelrun("export", "systemd", str(tmp_path / "units"), cwd=root)
     assert r.returncode == 0
