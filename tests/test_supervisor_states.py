@@ -390,3 +390,18 @@ def test_a_reload_that_drops_a_dependency_releases_the_held(make) -> None:
     )
     h.commands.reload({})
     assert h.state("worker.1") == "running"
+
+
+def test_an_unknown_name_suggests_the_closest(make) -> None:
+    h = make("web: app\nworker: job\n")
+    h.start()
+    with pytest.raises(
+        RequestError, match=r'unknown process or type "wbe\.1"; did you mean "web\.1"'
+    ):
+        h.commands.stop({"names": ["wbe.1"]})
+    with pytest.raises(
+        RequestError, match=r'unknown process or type "wroker"; did you mean "worker"'
+    ):
+        h.commands.signal({"signal": "TERM", "names": ["wroker"]})
+    with pytest.raises(RequestError, match=r'unknown process or type "zzz"$'):
+        h.commands.restart({"names": ["zzz"]})

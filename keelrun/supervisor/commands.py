@@ -160,8 +160,11 @@ class Commands:
                     if inst.ptype.name == name:
                         found.setdefault(inst.name, inst)
             else:
-                raise RequestError(f'unknown process or type "{name}"')
+                raise RequestError(_unknown_name(name, [*sup.instances, *self._type_names()]))
         return list(found.values())
+
+    def _type_names(self) -> list[str]:
+        return [t.name for t in self.sup.settings.types]
 
     def _not_stopping(self) -> None:
         if self.sup.shutdown.active:
@@ -389,6 +392,14 @@ class Commands:
         if self.on_reloaded is not None:
             self.on_reloaded(settings)
         return {"ok": True, "result": summary}
+
+
+def _unknown_name(name: str, known: list[str]) -> str:
+    from difflib import get_close_matches  # only on this error path
+
+    close = get_close_matches(name, known, n=1)
+    hint = f'; did you mean "{close[0]}"?' if close else ""
+    return f'unknown process or type "{name}"{hint}'
 
 
 def _log_line(ts: float, name: str, stream: str, line: bytes) -> bytes:
