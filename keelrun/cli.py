@@ -32,6 +32,10 @@ def fail(message: str, status: int) -> NoReturn:
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error is one line on stderr and a definite status."""
     args = sys.argv[1:] if argv is None else list(argv)
+    try:
+        os.getcwd()  # relative paths, the socket search and reload all start here
+    except FileNotFoundError:
+        fail("the current directory no longer exists: cd to one that does", 1)
     if args[:1] == ["start"]:
         # Until the formation runs, keelrun only makes what lasts the whole run
         # (modules, settings): the collector's ~20 passes over it cost ~4 ms

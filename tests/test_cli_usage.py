@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
-from conftest import run_keelrun
+from conftest import clean_environ, run_keelrun
 
 from keelrun.config.options import CLIENT_COMMANDS, INPUT_COMMANDS
 
@@ -77,3 +79,20 @@ def test_every_command_has_help_and_version(tmp_path: Path, command: str) -> Non
 def test_after_run_s_command_version_is_the_command_s(tmp_path: Path) -> None:
     r = run_keelrun("run", "--", "sh", "-c", 'echo "$0"', "--version", cwd=tmp_path)
     assert (r.returncode, r.stdout) == (0, "--version\n")
+
+
+@pytest.mark.parametrize("command", ["check", "start", "ps"])
+def test_a_current_directory_that_is_gone_is_one_line(tmp_path: Path, command: str) -> None:
+    script = 'mkdir gone && cd gone && rmdir ../gone && exec "$@"'
+    r = subprocess.run(
+        ["sh", "-c", script, "sh", sys.executable, "-m", "keelrun", command],
+        cwd=tmp_path,
+        env=clean_environ(),
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert (r.returncode, r.stderr) == (
+        1,
+        "keelrun: the current directory no longer exists: cd to one that does\n",
+    )

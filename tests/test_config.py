@@ -167,6 +167,16 @@ def test_a_flag_or_variable_beats_a_type_s_own_table(tmp_path: Path) -> None:
         assert {(t.grace, t.restart) for t in s.types} == {(3.0, "on-failure")}
 
 
+def test_a_restart_for_every_type_leaves_the_exit_code_from_type_never(
+    tmp_path: Path,
+) -> None:
+    root = make_app(tmp_path, "web: w\ne2e: t\n")
+    s = load(root, {"KEELRUN_RESTART": "always"}, exit_code_from="e2e")
+    assert [(t.name, t.restart) for t in s.types] == [("web", "always"), ("e2e", "never")]
+    s = load(root, exit_code_from="e2e", restart="on-failure")
+    assert [(t.name, t.restart) for t in s.types] == [("web", "on-failure"), ("e2e", "never")]
+
+
 def test_port_precedence(tmp_path: Path) -> None:
     root = make_app(
         tmp_path, PROCFILE, env="PORT=6000\n", pyproject="[tool.keelrun]\nport = 7000\n"

@@ -153,16 +153,19 @@ def test_include_env_writes_a_private_environment_file(tmp_path: Path) -> None:
 
 
 def test_env_syntax_systemd_reads_differently_is_warned_about(tmp_path: Path) -> None:
-    env = 'export A=1\nB=${A}x\nC=abc # one\nD="quoted" # two\nE="a # b"\nF=a#b\n'
+    env = (
+        'export A=1\nB=${A}x\nC=abc # one\nD="quoted"# two\nE="a # b"\nF=a#b\n'
+        "G=it's # three\nH= #kept\n"
+    )
     root = make_app(tmp_path / "app", "web: sleep 1\n", env=env)
     r = run_keelrun("export", "systemd", str(tmp_path / "units"), cwd=root)
     assert r.returncode == 0
     warnings = [line for line in r.stderr.splitlines() if "warning" in line]
-    assert len(warnings) == 4, warnings
+    assert len(warnings) == 5, warnings
     assert "`export` prefix" in warnings[0]
-    assert ".env:3: systemd keeps a trailing `# comment`" in warnings[1]
-    assert ".env:4: systemd keeps a trailing `# comment`" in warnings[2]
-    assert "expand" in warnings[3]
+    for warning, line in zip(warnings[1:4], (3, 4, 7), strict=True):
+        assert f".env:{line}: systemd keeps a trailing `# comment`" in warning
+    assert "expand" in warnings[4]
 
 
 def test_exec_start_runs_the_app_itself(tmp_path: Path) -> None:

@@ -172,7 +172,9 @@ def test_a_signal_to_the_client_restores_the_terminal(
 def test_keelrun_gone_and_a_failing_stdout_restore_the_terminal(
     keelrun: RunSet[Keelrun], tmp_path: Path, clients: list[Attach]
 ) -> None:
-    run = start_app(keelrun, tmp_path, f"web: {child('winch')}\n", "--tty", "web")
+    # slow keeps keelrun stopping (and answering) for a while after web.1 is gone.
+    procfile = f"web: {child('winch')}\nslow: trap '' TERM; exec sleep 1000\n"
+    run = start_app(keelrun, tmp_path, procfile, "--tty", "web", "-t", "3")
     run.wait_for_line(r"web\.1 +\| size 24x80$")  # history to write on attach
     # Writing the instance's output fails (stdout is /dev/full) once in raw mode.
     full = attach(run, tmp_path, clients, wrap='"$@" >/dev/full; echo "rc=$?"')

@@ -229,8 +229,9 @@ class _Loader:
                 values["watch"] = DEFAULT_WATCH
             if entry.name in on_tty:
                 values["tty"] = True
-            chosen = "restart" in conf or "restart" in forced
-            if entry.name == self.values["exit_code_from"] and not chosen:
+            # Its own table decides; a --restart for every type does not make a test run
+            # run again (README "Exit policy").
+            if entry.name == self.values["exit_code_from"] and "restart" not in conf:
                 values["restart"] = "never"  # a test run whose status keelrun exits with
             t = ProcessTypeSettings(
                 name=entry.name,

@@ -45,8 +45,10 @@ def attach_command(app_root: str | None, sock_path: str | None, name: str) -> in
     except SessionClosed as e:
         # keelrun ends a session when the instance's process ends, and when it stops.
         try:
-            client.call("ping", {})
+            stopping = client.call("ping", {}).get("stopping", False)
         except RuntimeFailure:
+            raise e from None
+        if stopping:
             raise e from None
         raise RuntimeFailure(f"{name}: the session has ended; keelrun runs on") from None
 

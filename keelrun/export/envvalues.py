@@ -71,23 +71,20 @@ _ASSIGNMENT = re.compile(r"\s*[A-Za-z_][A-Za-z0-9_]*\s*=")
 
 
 def _inline_comment(line: str) -> bool:
-    """A `#` after blanks, outside quotes, after `KEY=`: python-dotenv drops it as a
-    comment; systemd keeps it in the value (also after a quoted one)."""
+    """A comment after a value, as python-dotenv reads one (it drops it; systemd keeps
+    it in the value): after a quoted value, a `#` after optional blanks; after an
+    unquoted one, a `#` after blanks."""
     m = _ASSIGNMENT.match(line)
     if m is None:
         return False
-    quote = ""
-    previous = "="
-    for ch in line[m.end() :]:
-        if quote:
-            if ch == quote:
-                quote = ""
-        elif ch in "'\"":
-            quote = ch
-        elif ch == "#" and previous in " \t":
-            return True
-        previous = ch
-    return False
+    value = line[m.end() :].lstrip(" \t")
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        i = 1
+        while i < len(value) and value[i] != quote:
+            i += 2 if value[i] == "\\" and quote == '"' else 1
+        return re.match(r"[ \t]*#", value[i + 1 :]) is not None
+    return re.search(r"[ \t]+#", value) is not None
 
 
 def systemd_caveats(env_files: tuple[Path, ...]) -> list[str]:

@@ -174,7 +174,8 @@ class Commands:
     def ping(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         from keelrun import __version__
 
-        return {"ok": True, "result": {"pid": os.getpid(), "version": __version__}}
+        result = {"pid": os.getpid(), "version": __version__}
+        return {"ok": True, "result": {**result, "stopping": self.sup.shutdown.active}}
 
     def ps(self, args: dict[str, Any], reply: Reply | None = None) -> Result:
         from keelrun.supervisor.stats import snapshot, tree_stats
