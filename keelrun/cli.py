@@ -24,14 +24,47 @@ if TYPE_CHECKING:
 
 
 def fail(message: str, status: int) -> NoReturn:
-    sys.stderr.write(f"keelrun: {message}\n")
-    sys.stderr.flush()
+    with contextlib.suppress(OSError):  # a full stderr: the status still tells
+        sys.stderr.write(f"keelrun: {message}\n")
+        sys.stderr.flush()
     sys.exit(status)
+
+
+# What a full or failing output device raises on a write.
+_WRITE_ERRORS = (errno.ENOSPC, errno.EIO, errno.EDQUOT, errno.EFBIG)
+
+
+def _standard_streams() -> None:
+    """fds 0-2 the caller closed (`<&-`, `>&-`) become /dev/null: a pipe keelrun opens
+    must never land on them (the guardian's lifeline is a pipe it reads), and output
+    to a closed stream is discarded instead of ending in a traceback."""
+    for fd in (0, 1, 2):
+        try:
+            os.fstat(fd)
+        except OSError:
+            null = os.open(os.devnull, os.O_RDWR)  # the lowest free fd: this one
+            if null != fd:
+                os.dup2(null, fd)
+                os.close(null)
+    for name, fd, mode in (("stdin", 0, "r"), ("stdout", 1, "w"), ("stderr", 2, "w")):
+        if getattr(sys, name) is None:
+            setattr(sys, name, open(fd, mode, closefd=False))  # noqa: SIM115
+
+
+def _flush_output() -> None:
+    """Flush stdout now, where a full device can be reported, not at interpreter exit."""
+    try:
+        sys.stdout.flush()
+    except OSError as e:
+        with contextlib.suppress(OSError):
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115  # nothing more to flush
+        fail(f"stdout: {e.strerror or e}", 1)
 
 
 def main(argv: list[str] | None = None) -> None:
     """Entry point: every error is one line on stderr and a definite status."""
     args = sys.argv[1:] if argv is None else list(argv)
+    _standard_streams()
     try:
         os.getcwd()  # relative paths, the socket search and reload all start here
     except FileNotFoundError:
@@ -58,6 +91,13 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
+    except OSError as e:
+        if e.errno not in _WRITE_ERRORS:
+            raise
+        fail(f"cannot write: {e.strerror or e}", 1)
+    finally:
+        if sys.exc_info()[0] in (None, SystemExit):
+            _flush_output()
 
 
 def _plain_start(args: list[str]) -> Overrides | None:

@@ -127,7 +127,11 @@ def export(
     fmt: str, directory: str, app_name: str | None, image: str | None, include_env: bool, **kw: Any
 ) -> None:
     """Export the formation as systemd units, a supervisord config or Kubernetes manifests."""
+    from keelrun.errors import InputError
     from keelrun.export import export_command
+
+    if not directory.strip():  # `keelrun export systemd "$OUT"` with OUT unset
+        raise InputError("DIR", "empty path: name the directory to write to")
 
     sys.exit(
         export_command(

@@ -20,6 +20,9 @@ from collections.abc import Callable, Iterator
 FdCallback = Callable[[int], None]  # receives the selector event mask
 
 
+MAX_SLEEP = 86400.0  # seconds; a later deadline is reached by waking up once a day
+
+
 class Timer:
     __slots__ = ("callback", "cancelled", "deadline")
 
@@ -148,7 +151,8 @@ class Loop:
             while timers and timers[0][2].cancelled:
                 heapq.heappop(timers)
             if timers:
-                timeout = max(0.0, timers[0][0] - self.time())
+                # At most a day: epoll's timeout is an int of milliseconds (24.8 days).
+                timeout = min(max(0.0, timers[0][0] - self.time()), MAX_SLEEP)
             if self._idle:
                 self._idle = [t for t in self._idle if not t.cancelled]
                 if self._idle:

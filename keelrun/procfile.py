@@ -9,7 +9,9 @@ usually a process the user expected to run.
 
 from __future__ import annotations
 
+import os
 import re
+import stat
 from pathlib import Path
 from typing import NamedTuple
 
@@ -142,13 +144,26 @@ def load_procfile_partial(path: Path, label: str) -> tuple[list[ProcfileEntry], 
 def read_text(path: Path, label: str) -> str:
     """A UTF-8 input file's text; a missing, unreadable or undecodable file is an InputError."""
     try:
-        data = path.read_bytes()
+        # O_NONBLOCK: a FIFO in a file's place must not hang keelrun (it is refused below).
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         raise InputError(label, "no such file") from None
-    except IsADirectoryError:
-        raise InputError(label, "is a directory, not a file") from None
     except OSError as e:
         raise InputError(label, f"cannot read: {e.strerror or e}") from None
+    mode = os.fstat(fd).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(fd)
+        what = "is a directory, not a file" if stat.S_ISDIR(mode) else "is not a regular file"
+        raise InputError(label, what)
+    with open(fd, "rb") as f:
+        try:
+            data = f.read()
+        except OSError as e:
+            raise InputError(label, f"cannot read: {e.strerror or e}") from None
+    nul = data.find(b"\0")
+    if nul >= 0:  # no command, value or key can hold one (exec refuses it)
+        line = data.count(b"\n", 0, nul) + 1
+        raise InputError(f"{label}:{line}", "contains a NUL character")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as e:

@@ -325,7 +325,7 @@ def test_every_config_error_names_file_and_key(
             "restart, max_restarts, exit_code_from, abort_on_exit, log_format, quiet, watch, "
             "socket, processes)",
             f'{p}.env_override: expected true or false, got "maybe"',
-            f"{p}.timeout: expected a number of seconds >= 0, got -1",
+            f"{p}.timeout: expected a number of seconds >= 0 (a year at most), got -1",
             f'{p}.restart: expected one of on-failure, always, never, got "sometimes"',
             f"{p}.max_restarts: expected an integer, got 1.5",
             f"{p}.log_format: expected one of text, json, got 3",
@@ -379,7 +379,11 @@ def test_invalid_toml_names_the_line(tmp_path: Path, monkeypatch: pytest.MonkeyP
         ({}, {"KEELRUN_PORT": "x"}, 'KEELRUN_PORT: expected an integer, got "x"'),
         ({}, {"PORT": "x"}, 'environment: PORT: expected an integer, got "x"'),
         ({"timeout": "soon"}, {}, '--timeout: expected a number of seconds, got "soon"'),
-        ({"timeout": "nan"}, {}, '--timeout: expected a number of seconds >= 0, got "nan"'),
+        (
+            {"timeout": "nan"},
+            {},
+            '--timeout: expected a number of seconds >= 0 (a year at most), got "nan"',
+        ),
         ({"restart": "x"}, {}, '--restart: expected one of on-failure, always, never, got "x"'),
         ({"max_restarts": "-1"}, {}, "--max-restarts: expected an integer >= 0, got -1"),
         ({"log_format": "xml"}, {}, '--log-format: expected one of text, json, got "xml"'),

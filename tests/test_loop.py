@@ -115,3 +115,19 @@ def test_repeated_signals_count_but_sigchld_floods_collapse(loop: Loop) -> None:
         loop.run()
     assert got.count(signal.SIGUSR2) == 2
     assert got.count(signal.SIGCHLD) == 1
+
+
+def test_a_deadline_past_what_epoll_can_wait_for_is_no_crash() -> None:
+    """A health interval or grace of months: epoll takes at most ~24.8 days."""
+    loop = Loop()
+    fired: list[str] = []
+    loop.call_later(30_000_000, lambda: fired.append("far"))
+    r, w = os.pipe()
+    loop.add_reader(r, lambda mask: (fired.append("near"), loop.stop()))
+    os.write(w, b"x")
+    loop.run()  # the far timer's wait is clamped, not an OverflowError
+    assert fired == ["near"]
+    loop.remove(r)
+    os.close(r)
+    os.close(w)
+    loop.close()

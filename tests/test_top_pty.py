@@ -121,7 +121,7 @@ def test_top_without_keelrun_says_so_and_exits_1(tmp_path: Path) -> None:
 def test_top_needs_a_terminal(tmp_path: Path) -> None:
     r = run_keelrun("top", cwd=tmp_path)
     assert r.returncode == 2, r
-    assert r.stderr == "keelrun: keelrun top: needs a terminal (stdin and stdout)\n"
+    assert r.stderr == "keelrun: keelrun top: needs a terminal (stdin, stdout and stderr)\n"
 
 
 def test_a_attaches_to_the_selected_tty_instance_and_top_comes_back(runner: Runner) -> None:
@@ -149,3 +149,17 @@ def test_a_attaches_to_the_selected_tty_instance_and_top_comes_back(runner: Runn
             top.terminate(force=True)
     k.wait_for_line(r"web\.1 +\| got: hi$")
     assert k.proc.poll() is None
+
+
+def test_top_with_stderr_away_from_the_terminal_is_an_input_error(tmp_path: Path) -> None:
+    """textual draws on stderr: redirected, the screen would stay blank."""
+    p = pexpect.spawn(
+        "sh",
+        ["-c", 'exec "$@" 2>/dev/null', "sh", sys.executable, "-m", "keelrun", "top"],
+        cwd=str(tmp_path),
+        env=clean_environ(),
+        timeout=20,
+    )
+    p.expect(pexpect.EOF)
+    p.close()
+    assert p.exitstatus == 2

@@ -34,7 +34,7 @@ def read_config(app_root: Path) -> ConfigFile | None:
     """[tool.keelrun] of pyproject.toml or keelrun.toml (both at once is an error)."""
     found: list[ConfigFile] = []
     pyproject = app_root / PYPROJECT
-    if pyproject.is_file():
+    if _present(pyproject):
         data = _read_toml(pyproject)
         tool = data.get("tool")
         if isinstance(tool, dict) and "keelrun" in tool:
@@ -44,7 +44,7 @@ def read_config(app_root: Path) -> ConfigFile | None:
                 raise InputError(f"{label}: tool.keelrun", f"expected a table, got {show(section)}")
             found.append(ConfigFile(label, "tool.keelrun.", section))
     toml = app_root / KEELRUN_TOML
-    if toml.is_file():
+    if _present(toml):
         found.append(ConfigFile(display_path(toml), "", _read_toml(toml)))
     if len(found) == 2:
         raise InputError(
@@ -52,6 +52,18 @@ def read_config(app_root: Path) -> ConfigFile | None:
             f"configuration is also in {found[0].label} [tool.keelrun]; keep only one of them",
         )
     return found[0] if found else None
+
+
+def _present(path: Path) -> bool:
+    """Whether ``path`` exists (reading it then says what is wrong with it); an app
+    root keelrun may not look into is an input error, not a traceback."""
+    try:
+        os.stat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError as e:
+        raise InputError(display_path(path), f"cannot read: {e.strerror or e}") from None
+    return True
 
 
 _TOML_POSITION = re.compile(r"(.*) \(at line (\d+), column (\d+)\)$")

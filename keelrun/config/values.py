@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any, cast
 
 from keelrun.errors import InputError, InputErrors
-from keelrun.healthspec import seconds, show
+from keelrun.healthspec import MAX_SECONDS, seconds, show
 from keelrun.settings import MAX_COUNT
 
 Checker = Callable[[object, str], Any]
@@ -48,7 +48,7 @@ def to_port(value: object, where: str) -> int:
 
 
 def to_seconds(value: object, where: str) -> float:
-    return seconds(value, where, positive=False, at_most=None)
+    return seconds(value, where, positive=False, at_most=MAX_SECONDS)
 
 
 def to_bool(value: object, where: str) -> bool:
