@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import select
+import shutil
 import subprocess
 import sys
 import time
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import pytest
 from conftest import clean_environ, run_keelrun
+from support import otheruid
 from support.procs import poll_until
 
 from keelrun.config.options import CLIENT_COMMANDS, INPUT_COMMANDS
@@ -197,3 +199,27 @@ def test_export_to_an_empty_dir_argument_is_an_input_error(tmp_path: Path) -> No
         "keelrun: DIR: empty path: name the directory to write to\n",
     )
     assert sorted(p.name for p in tmp_path.iterdir()) == ["Procfile"]
+
+
+@pytest.mark.skipif(otheruid.available() is not None, reason=str(otheruid.available()))
+@pytest.mark.parametrize("command", [["check"], ["run", "true"], ["start"]])
+def test_an_app_root_keelrun_may_not_read_is_an_input_error(command: list[str]) -> None:
+    shared = otheruid.shared_dir("keelrun-closed-")
+    try:
+        app = shared / "app"
+        app.mkdir()
+        (app / "Procfile").write_text("web: echo a\n")
+        app.chmod(0o700)  # root's: uid 65534 may not look inside
+        r = subprocess.run(
+            [*otheruid.keelrun(), command[0], "-d", str(app), *command[1:]],
+            cwd=shared,
+            env=otheruid.env(clean_environ()),
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert r.returncode == 2, r.stderr
+        assert r.stderr.endswith(": cannot read: Permission denied\n"), r.stderr
+        assert "Traceback" not in r.stderr
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)

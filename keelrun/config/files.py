@@ -34,7 +34,7 @@ def read_config(app_root: Path) -> ConfigFile | None:
     """[tool.keelrun] of pyproject.toml or keelrun.toml (both at once is an error)."""
     found: list[ConfigFile] = []
     pyproject = app_root / PYPROJECT
-    if _present(pyproject):
+    if present(pyproject):
         data = _read_toml(pyproject)
         tool = data.get("tool")
         if isinstance(tool, dict) and "keelrun" in tool:
@@ -44,7 +44,7 @@ def read_config(app_root: Path) -> ConfigFile | None:
                 raise InputError(f"{label}: tool.keelrun", f"expected a table, got {show(section)}")
             found.append(ConfigFile(label, "tool.keelrun.", section))
     toml = app_root / KEELRUN_TOML
-    if _present(toml):
+    if present(toml):
         found.append(ConfigFile(display_path(toml), "", _read_toml(toml)))
     if len(found) == 2:
         raise InputError(
@@ -54,7 +54,7 @@ def read_config(app_root: Path) -> ConfigFile | None:
     return found[0] if found else None
 
 
-def _present(path: Path) -> bool:
+def present(path: Path) -> bool:
     """Whether ``path`` exists (reading it then says what is wrong with it); an app
     root keelrun may not look into is an input error, not a traceback."""
     try:

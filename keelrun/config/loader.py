@@ -14,7 +14,14 @@ from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
 from keelrun.config.dependencies import dependency_errors
-from keelrun.config.files import ConfigFile, absolute, app_root_path, display_path, read_config
+from keelrun.config.files import (
+    ConfigFile,
+    absolute,
+    app_root_path,
+    display_path,
+    present,
+    read_config,
+)
 from keelrun.config.options import BY_NAME, CONFIG_KEYS, OPTIONS, TYPE_KEYS, Option, Overrides
 from keelrun.config.values import MAX_PORT, from_toml, show, to_formation, to_port
 from keelrun.control.address import DEFAULT_NAME
@@ -279,7 +286,7 @@ class _Loader:
                 return path, display_path(path), []
             path = absolute(name, picked.base)
         label = display_path(path)
-        if not self.require_procfile and not path.exists():
+        if not self.require_procfile and not present(path):
             return path, label, []
         entries, errors = load_procfile_partial(path, label)
         self.errors.extend(errors)
@@ -292,7 +299,7 @@ class _Loader:
         picked = self.pick(opt)
         if picked is None:
             default = self.root / ".env"
-            if not default.exists():
+            if not present(default):
                 return []
             paths = [default]
         else:
@@ -300,7 +307,7 @@ class _Loader:
             paths = [absolute(n, picked.base) for n in names]
         files = []
         for path in paths:
-            if picked is not None and not path.exists():
+            if picked is not None and not present(path):
                 self.errors.append(
                     InputError(display_path(path), f"no such file (named by {picked.where})")
                 )
