@@ -13,15 +13,9 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 
+from keelrun.config import files
 from keelrun.config.dependencies import dependency_errors
-from keelrun.config.files import (
-    ConfigFile,
-    absolute,
-    app_root_path,
-    display_path,
-    present,
-    read_config,
-)
+from keelrun.config.files import ConfigFile, absolute, app_root_path, display_path, read_config
 from keelrun.config.options import BY_NAME, CONFIG_KEYS, OPTIONS, TYPE_KEYS, Option, Overrides
 from keelrun.config.values import MAX_PORT, from_toml, show, to_formation, to_port
 from keelrun.control.address import DEFAULT_NAME
@@ -286,7 +280,7 @@ class _Loader:
                 return path, display_path(path), []
             path = absolute(name, picked.base)
         label = display_path(path)
-        if not self.require_procfile and not present(path):
+        if not self.require_procfile and not files.present(path):
             return path, label, []
         entries, errors = load_procfile_partial(path, label)
         self.errors.extend(errors)
@@ -299,23 +293,23 @@ class _Loader:
         picked = self.pick(opt)
         if picked is None:
             default = self.root / ".env"
-            if not present(default):
+            if not files.present(default):
                 return []
             paths = [default]
         else:
             names = self.attempt(opt.check, picked.value, picked.where, default=())
             paths = [absolute(n, picked.base) for n in names]
-        files = []
+        read = []
         for path in paths:
-            if picked is not None and not present(path):
+            if picked is not None and not files.present(path):
                 self.errors.append(
                     InputError(display_path(path), f"no such file (named by {picked.where})")
                 )
                 continue
             f = self.attempt(envfile.read_env_file, path, display_path(path), default=None)
             if f is not None:
-                files.append(f)
-        return files
+                read.append(f)
+        return read
 
     def base_port(self, merged: Any) -> int:
         """-p, KEELRUN_PORT, then PORT of the environment and .env, then config ``port``."""
