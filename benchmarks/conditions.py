@@ -26,7 +26,6 @@ import os
 import select
 import signal
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -112,15 +111,7 @@ def raw(cond: dict[str, int], lines: int) -> float:
             if cond["pipe"]:
                 set_pipe_size(read_fd, cond["pipe"])
             for i in range(cond["producers"]):
-                run.extra.append(
-                    subprocess.Popen(
-                        _argv(i, lines, cond["length"]),
-                        stdout=write_fd,
-                        stdin=subprocess.DEVNULL,
-                        env=env,
-                        start_new_session=True,
-                    )
-                )
+                run.spawn_raw(_argv(i, lines, cond["length"]), write_fd, env)
             os.close(write_fd)
             write_fd = -1
             return consume(read_fd, cond["producers"] * lines, cond["read"], b"~\n")

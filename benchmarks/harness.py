@@ -389,6 +389,15 @@ class Launched:
         assert self.proc is not None and self.proc.stdout is not None
         return self.proc.stdout.fileno()
 
+    def spawn_raw(self, argv: list[str], stdout: int, env: dict[str, str]) -> None:
+        """A child of the baseline itself (no supervisor), writing to ``stdout``;
+        cleaned up with the run."""
+        self.extra.append(
+            subprocess.Popen(
+                argv, stdout=stdout, stdin=subprocess.DEVNULL, env=env, start_new_session=True
+            )
+        )
+
     def failure(self, what: str) -> SupervisorFailed:
         """An exception naming what went wrong, with the supervisor's last stderr line."""
         detail = ""

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -88,15 +87,7 @@ def start_stop_self(count: int) -> StartStop:
         try:
             begun = time.perf_counter()
             for _ in range(count):
-                run.extra.append(
-                    subprocess.Popen(
-                        ["/bin/sh", "-c", ANNOUNCE],
-                        stdout=write_fd,
-                        stdin=subprocess.DEVNULL,
-                        env=env,
-                        start_new_session=True,
-                    )
-                )
+                run.spawn_raw(["/bin/sh", "-c", ANNOUNCE], write_fd, env)
             os.close(write_fd)
             write_fd = -1
             pids = read_pids(LineReader(read_fd), count, begun + START_TIMEOUT)

@@ -58,15 +58,7 @@ def flood_raw(consumer: Consumer, lines: int, pipe_size: int | None) -> FloodSta
             if pipe_size:
                 set_pipe_size(read_fd, pipe_size)
             for i in range(PRODUCERS):
-                run.extra.append(
-                    subprocess.Popen(
-                        producer_argv(i, lines),
-                        stdout=write_fd,
-                        stdin=subprocess.DEVNULL,
-                        env=env,
-                        start_new_session=True,
-                    )
-                )
+                run.spawn_raw(producer_argv(i, lines), write_fd, env)
             os.close(write_fd)
             write_fd = -1
             return consumer(read_fd, PRODUCERS, lines, IDLE_TIMEOUT)
