@@ -8,6 +8,7 @@ live in keelrun/healthspec.py, next to the values they make.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import Any, cast
@@ -174,6 +175,7 @@ def to_formation(value: object, where: str) -> dict[str, int]:
     return counts
 
 
+@functools.cache
 def _toml_nouns() -> dict[Checker, str]:
     from keelrun import healthspec as h
 
@@ -193,16 +195,11 @@ def _toml_nouns() -> dict[Checker, str]:
     }
 
 
-_TOML_NOUNS: dict[Checker, str] = {}
-
-
 def from_toml(check: Checker, value: object, where: str) -> Any:
     """``check`` for a value of the config file, where TOML gives numbers, booleans
     and arrays types of their own: there "2" is a string, not a count (README
     "Precedence"). The text forms are for flags and KEELRUN_* variables."""
-    if not _TOML_NOUNS:
-        _TOML_NOUNS.update(_toml_nouns())
-    noun = _TOML_NOUNS.get(check)
+    noun = _toml_nouns().get(check)
     if noun is not None and isinstance(value, str):
         raise InputError(where, f"expected {noun}, got {show(value)}")
     if check is to_formation and isinstance(value, dict):
